@@ -1,0 +1,91 @@
+"""The language API shared by every XMOD wrapper: ``languages``, ``default_language``, ``set_default_language``.
+
+The default lives where transformers keeps it, in ``config.default_language``: it is saved in
+``config.json`` and restored on load, so a folder we save works in every stock loader without a call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from transformers import XmodPreTrainedModel
+
+from xm_integrations.languages import resolve_language
+from xm_integrations.routing import LanguageArg, resolve_input_languages
+
+__all__ = ["XmodLanguageMixin", "find_xmod_model", "install_language_resolution"]
+
+
+def find_xmod_model(module: torch.nn.Module) -> XmodPreTrainedModel:
+    """The outermost XMOD model inside ``module`` (for example a sentence-transformers model)."""
+    for candidate in module.modules():
+        if isinstance(candidate, XmodPreTrainedModel):
+            return candidate
+    raise TypeError(
+        f"{type(module).__name__} holds no XMOD model; xm_integrations wraps checkpoints whose config.json has "
+        '"model_type": "xmod".'
+    )
+
+
+class _ResolvingSetDefaultLanguage:
+    """``set_default_language`` for one model instance, accepting what people type (``"fr_FR"``).
+
+    Installed as an instance attribute so the model card's
+    ``model.model.set_default_language("fr_FR")`` works on our objects while transformers' class,
+    and every other XMOD model in the process, stays untouched. A plain object (not a bound method)
+    so that the model still pickles into multi-process pools.
+    """
+
+    def __init__(self, model: XmodPreTrainedModel) -> None:
+        self.model = model
+
+    def __call__(self, language: str) -> None:
+        code = resolve_language(language, self.model.config.languages)
+        XmodPreTrainedModel.set_default_language(self.model, code)
+
+
+def install_language_resolution(model: XmodPreTrainedModel) -> None:
+    """Make ``model.set_default_language`` resolve aliases (``fr_FR``, ``French``) on this instance only."""
+    model.set_default_language = _ResolvingSetDefaultLanguage(model)
+
+
+class XmodLanguageMixin:
+    """Language API for a wrapper around one XMOD model; the wrapper implements :meth:`_xmod_model`."""
+
+    def _xmod_model(self) -> XmodPreTrainedModel:
+        raise NotImplementedError
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """The adapter codes of the loaded checkpoint, in adapter-index order."""
+        return tuple(self._xmod_model().config.languages)
+
+    @property
+    def default_language(self) -> str | None:
+        """The adapter used when no language is given (saved as ``default_language`` in ``config.json``)."""
+        return self._xmod_model().config.default_language
+
+    def set_default_language(self, language: str) -> None:
+        """Set the default adapter from any code, tag or name (``"fr"``, ``"fr-FR"``, ``"French"``).
+
+        Raises:
+            UnknownLanguageError: the checkpoint has no adapter for ``language``.
+        """
+        model = self._xmod_model()
+        XmodPreTrainedModel.set_default_language(model, resolve_language(language, model.config.languages))
+
+    def _resolve_input_languages(
+        self, language: LanguageArg, count: int, detect_texts: Callable[[list[int]], Sequence[str]]
+    ) -> list[str]:
+        """One adapter code per input; ``detect_texts(positions)`` gives the texts to detect ``"auto"`` from."""
+        available = self.languages
+
+        def detect(positions: list[int]) -> list[str]:
+            from xm_integrations.detection import detect_language
+
+            return list(detect_language(list(detect_texts(positions)), available=available))
+
+        return resolve_input_languages(
+            language, count, available=available, default=self.default_language, detect=detect
+        )
