@@ -1,4 +1,13 @@
-"""XMOD retrieval models (ColBERT-XM, Mono-XM) as first-class citizens of sentence-transformers and FlagEmbedding."""
+"""XMOD retrieval models (ColBERT-XM, Mono-XM) as first-class citizens of sentence-transformers and FlagEmbedding.
+
+Model classes are imported on first use, so ``import xm_integrations`` stays cheap and FlagEmbedding
+remains optional.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from xm_integrations.languages import (
     XMOD_LANGUAGE_CODES,
@@ -6,12 +15,47 @@ from xm_integrations.languages import (
     UnknownLanguageError,
     resolve_language,
 )
+from xm_integrations.routing import MissingLanguageError
+
+if TYPE_CHECKING:
+    from xm_integrations.colbert_xm import ColBERTXM
+    from xm_integrations.colbert_reranker import XMColBERTReranker
+    from xm_integrations.detection import detect_language
+    from xm_integrations.flag_reranker import XMFlagReranker
+    from xm_integrations.maxsim import maxsim, maxsim_pairwise
+    from xm_integrations.mono_xm import MonoXM
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "ColBERTXM": "xm_integrations.colbert_xm",
+    "MonoXM": "xm_integrations.mono_xm",
+    "XMColBERTReranker": "xm_integrations.colbert_reranker",
+    "XMFlagReranker": "xm_integrations.flag_reranker",
+    "detect_language": "xm_integrations.detection",
+    "maxsim": "xm_integrations.maxsim",
+    "maxsim_pairwise": "xm_integrations.maxsim",
+}
 
 __all__ = [
     "XMOD_LANGUAGES",
     "XMOD_LANGUAGE_CODES",
+    "ColBERTXM",
+    "MissingLanguageError",
+    "MonoXM",
     "UnknownLanguageError",
+    "XMColBERTReranker",
+    "XMFlagReranker",
+    "detect_language",
+    "maxsim",
+    "maxsim_pairwise",
     "resolve_language",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'xm_integrations' has no attribute {name!r}")
