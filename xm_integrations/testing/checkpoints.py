@@ -205,7 +205,7 @@ def build_tiny_colbert_xm(
     tensors["linear.weight"] = linear.weight.detach().contiguous()
     save_file(tensors, path / "model.safetensors", metadata={"format": "pt"})
     config.save_pretrained(path)
-    metadata = colbert_artifact_metadata(dim=dim, query_maxlen=query_maxlen, doc_maxlen=doc_maxlen, name=path.name)
+    metadata = colbert_artifact_metadata(dim=dim, query_maxlen=query_maxlen, doc_maxlen=doc_maxlen, name="colbert-xm")
     (path / "artifact.metadata").write_text(json.dumps(metadata, indent=4) + "\n")
     build_tiny_tokenizer().save_pretrained(path)
     return path
