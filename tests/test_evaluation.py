@@ -1,0 +1,235 @@
+"""Our metrics against trec_eval (through ir-measures' pytrec_eval provider), on made data with ties and gaps."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from xm_integrations.evaluation import (
+    METRICS,
+    DatasetFormatError,
+    evaluate_run,
+    load_candidates,
+    load_datasets,
+    rank_documents,
+    rerank,
+    results_document,
+)
+
+ir_measures = pytest.importorskip("ir_measures")
+REFERENCE = ir_measures.providers.registry["pytrec_eval"]
+# trec_eval's recip_rank has no cutoff (the pytrec_eval provider silently ignores RR@10's), so MRR@10
+# is taken from the full reciprocal rank: a first relevant document below rank 10 gives 1/rank < 0.1.
+REFERENCE_MEASURES = {
+    "mrr@10": ir_measures.RR,
+    "ndcg@10": ir_measures.nDCG @ 10,
+    "recall@100": ir_measures.R @ 100,
+    "recall@1000": ir_measures.R @ 1000,
+}
+
+
+def reference_per_query(run, qrels) -> dict[str, dict[str, float]]:
+    by_measure = {measure: name for name, measure in REFERENCE_MEASURES.items()}
+    values: dict[str, dict[str, float]] = {}
+    for metric in REFERENCE.iter_calc(list(REFERENCE_MEASURES.values()), qrels, run):
+        value = metric.value
+        if metric.measure == ir_measures.RR and value < 1 / 10 - 1e-12:
+            value = 0.0
+        values.setdefault(metric.query_id, {})[by_measure[metric.measure]] = value
+    return values
+
+
+def reference_mean(run, qrels) -> dict[str, float]:
+    """The mean over every judged query, as trec_eval -c (and ir-measures' calc_aggregate) averages."""
+    per_query = reference_per_query(run, qrels)
+    assert set(per_query) == set(qrels)
+    return {name: sum(values[name] for values in per_query.values()) / len(per_query) for name in REFERENCE_MEASURES}
+
+
+def made_collection() -> tuple[dict, dict]:
+    """Ties, unjudged documents, graded judgements, a deep relevant document, and queries on one side only."""
+    qrels = {
+        # Ties at the top: trec_eval orders equal scores by decreasing doc id, so "d9" comes before "d10"
+        # (string order), and the relevant "a" comes last of its tie group.
+        "q-ties": {"a": 1, "b": 0, "c": 2, "d10": 1},
+        # Graded judgements and a judged-non-relevant document ranked first.
+        "q-graded": {"x": 0, "y": 2, "z": 1, "w": 3},
+        # Relevant documents at ranks 50, 150, 900 and 1100: recall@100 and @1000 differ.
+        "q-deep": {f"doc{i:05d}": 1 for i in (49, 149, 899, 1099)},
+        # Judged, but absent from the run: scores 0 and still counts in the mean.
+        "q-missing": {"m": 1},
+        # Only non-relevant judgements: every metric is 0 (trec_eval -c).
+        "q-no-relevant": {"n1": 0, "n2": 0},
+        # Non-ASCII document ids in a tie: the order is by code point, as strcmp on UTF-8 bytes.
+        "q-unicode": {"é": 1, "e": 0, "z": 0},
+    }
+    run = {
+        "q-ties": {"a": 1.0, "b": 1.0, "z-unjudged": 1.0, "c": 0.5, "d9": 0.25, "d10": 0.25, "u": 0.25},
+        "q-graded": {"x": 3.0, "u1": 2.0, "z": 1.5, "y": 1.0, "u2": 0.5},
+        "q-deep": {f"doc{i:05d}": -float(i) for i in range(1500)},
+        "q-no-relevant": {"n1": 2.0, "n2": 1.0, "other": 0.5},
+        "q-unicode": {"é": 0.5, "e": 0.5, "z": 0.5},
+        # Run-only query: ignored.
+        "q-unjudged": {"a": 1.0},
+    }
+    return run, qrels
+
+
+def test_metrics_equal_trec_eval_on_made_collection() -> None:
+    run, qrels = made_collection()
+    ours = evaluate_run(run, qrels)
+    reference = reference_per_query(run, qrels)
+
+    assert set(ours.per_query) == set(reference) == set(qrels)
+    for query_id, values in reference.items():
+        for metric, value in values.items():
+            assert ours.per_query[query_id][metric] == pytest.approx(value, abs=1e-12), (query_id, metric)
+    for metric, value in reference_mean(run, qrels).items():
+        assert ours.mean[metric] == pytest.approx(value, abs=1e-12), metric
+    assert ours.num_queries == len(qrels)
+    assert ours.num_queries_missing_from_run == 1
+    assert ours.num_queries_without_relevant == 1
+
+
+def test_made_collection_exercises_what_it_claims() -> None:
+    """Guards the fixture: without these properties the comparison above would prove less."""
+    run, qrels = made_collection()
+    reference = reference_per_query(run, qrels)
+    # Tie-breaking matters: "a" is relevant and tied at the top but ranked third by trec_eval.
+    assert reference["q-ties"]["mrr@10"] == pytest.approx(1 / 3)
+    assert reference["q-deep"]["mrr@10"] == 0.0  # first relevant at rank 50
+    assert reference["q-deep"]["recall@100"] == pytest.approx(0.25)
+    assert reference["q-deep"]["recall@1000"] == pytest.approx(0.75)
+    assert reference["q-missing"] == {metric: 0.0 for metric in METRICS}
+    assert reference["q-unicode"]["mrr@10"] == pytest.approx(1.0)  # "é" > "z" > "e" by code point
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_metrics_equal_trec_eval_on_random_runs_with_many_ties(seed: int) -> None:
+    rng = random.Random(seed)
+    qrels, run = {}, {}
+    for q in range(8):
+        docs = [f"d{rng.randrange(400)}" for _ in range(rng.randrange(1, 300))]
+        qrels[f"q{q}"] = {doc: rng.choice([0, 0, 1, 1, 2, 3]) for doc in rng.sample(docs, min(len(docs), 12))}
+        if rng.random() < 0.85:  # some judged queries are missing from the run
+            # Scores on a coarse grid: many ties, broken by document id.
+            run[f"q{q}"] = {doc: rng.randrange(6) / 2 for doc in docs}
+    run["q-extra"] = {"d1": 1.0}
+    ours = evaluate_run(run, qrels)
+    for query_id, values in reference_per_query(run, qrels).items():
+        for metric, value in values.items():
+            assert ours.per_query[query_id][metric] == pytest.approx(value, abs=1e-12), (seed, query_id, metric)
+    for metric, value in reference_mean(run, qrels).items():
+        assert ours.mean[metric] == pytest.approx(value, abs=1e-12)
+
+
+def test_rank_documents_breaks_ties_by_decreasing_id() -> None:
+    assert rank_documents({"a": 1.0, "c": 1.0, "b": 2.0, "d": 0.0}) == ["b", "c", "a", "d"]
+
+
+def test_unknown_metric_and_empty_qrels_are_explained() -> None:
+    with pytest.raises(ValueError, match="NAME@K"):
+        evaluate_run({}, {"q": {"d": 1}}, metrics=["map@10"])
+    with pytest.raises(ValueError, match="no judged query"):
+        evaluate_run({"q": {"d": 1.0}}, {})
+
+
+# ----------------------------------------------------------------------------------------------
+# Dataset layouts
+# ----------------------------------------------------------------------------------------------
+
+
+def write_beir(folder: Path, corpus: dict, queries: dict, qrels: list[tuple[str, str, int]]) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": doc_id, "title": title, "text": text}, ensure_ascii=False) + "\n"
+                for doc_id, (title, text) in corpus.items()), encoding="utf-8")
+    (folder / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": qid, "text": text}, ensure_ascii=False) + "\n" for qid, text in queries.items()),
+        encoding="utf-8")
+    (folder / "qrels").mkdir()
+    (folder / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{s}\n" for q, d, s in qrels), encoding="utf-8")
+    return folder
+
+
+def test_reads_beir_layout_per_language_folders(tmp_path: Path) -> None:
+    write_beir(tmp_path / "fr", {"d1": ("Titre", "La tour Eiffel."), "d2": ("", "Le thé vert.")},
+               {"q1": "Quand la tour Eiffel ?", "q2": "non jugée"}, [("q1", "d1", 1), ("q1", "d2", 0)])
+    write_beir(tmp_path / "de", {"d1": ("", "Der Eiffelturm.")}, {"q9": "Eiffelturm?"}, [("q9", "d1", 2)])
+
+    datasets = load_datasets(tmp_path)
+
+    assert [d.language for d in datasets] == ["de", "fr"]
+    fr = datasets[1]
+    assert fr.corpus == {"d1": "Titre La tour Eiffel.", "d2": "Le thé vert."}
+    assert fr.queries == {"q1": "Quand la tour Eiffel ?"}  # only judged queries are kept
+    assert fr.qrels == {"q1": {"d1": 1, "d2": 0}}
+    assert datasets[0].qrels == {"q9": {"d1": 2}}
+
+
+def test_reads_ir_datasets_export_layout(tmp_path: Path) -> None:
+    (tmp_path / "docs.tsv").write_text("doc_id\ttext\nD1\tpremier document\nD2\tsecond\n", encoding="utf-8")
+    (tmp_path / "queries.jsonl").write_text('{"query_id": "1", "text": "premier ?"}\n', encoding="utf-8")
+    (tmp_path / "qrels").write_text("1 0 D1 1\n1 0 D2 0\n", encoding="utf-8")
+
+    (dataset,) = load_datasets(tmp_path)
+
+    assert dataset.layout == "ir_datasets"
+    assert dataset.language is None
+    assert dataset.corpus == {"D1": "premier document", "D2": "second"}
+    assert dataset.queries == {"1": "premier ?"}
+    assert dataset.qrels == {"1": {"D1": 1, "D2": 0}}
+
+
+def test_layout_errors_name_the_expected_files(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("nothing here")
+    with pytest.raises(DatasetFormatError, match="corpus.jsonl, queries.jsonl, qrels/test.tsv"):
+        load_datasets(tmp_path)
+    write_beir(tmp_path / "x", {"d": ("", "t")}, {"q": "t"}, [("q-other", "d", 1)])
+    with pytest.raises(DatasetFormatError, match="not in queries.jsonl"):
+        load_datasets(tmp_path / "x")
+
+
+def test_candidates_keep_trec_rank_order(tmp_path: Path) -> None:
+    path = tmp_path / "run.trec"
+    path.write_text("q1 Q0 b 2 0.5 bm25\nq1 Q0 a 1 0.9 bm25\nq2 Q0 c 1 1.0 bm25\nq1 Q0 a 1 0.9 bm25\n")
+    assert load_candidates(path) == {"q1": ["a", "b"], "q2": ["c"]}
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("q1\tz\nq1\ty\n")
+    assert load_candidates(pairs) == {"q1": ["z", "y"]}
+
+
+# ----------------------------------------------------------------------------------------------
+# Reranking with Mono-XM, end to end
+# ----------------------------------------------------------------------------------------------
+
+
+def test_rerank_with_mono_xm_matches_stock_cross_encoder_scores(tmp_path: Path, tiny_mono_xm: Path) -> None:
+    """The run holds, for each (query, candidate), the score a stock CrossEncoder gives with that adapter."""
+    from sentence_transformers import CrossEncoder
+
+    from xm_integrations import MonoXM
+
+    write_beir(tmp_path / "fr", {"d1": ("", "La tour Eiffel a été construite à Paris."), "d2": ("", "Le thé vert.")},
+               {"q1": "Quand la tour Eiffel a-t-elle été construite ?"}, [("q1", "d1", 1)])
+    (dataset,) = load_datasets(tmp_path)
+    run = rerank(MonoXM(str(tiny_mono_xm)), dataset, {"q1": ["d1", "d2"]}, show_progress_bar=False)
+
+    stock = CrossEncoder(str(tiny_mono_xm), config_kwargs={"default_language": "fr_XX"})
+    expected = stock.predict([(dataset.queries["q1"], dataset.corpus[d]) for d in ("d1", "d2")])
+    assert run["q1"]["d1"] == pytest.approx(float(expected[0]), abs=1e-5)
+    assert run["q1"]["d2"] == pytest.approx(float(expected[1]), abs=1e-5)
+
+
+def test_results_document_averages_languages_equally() -> None:
+    run, qrels = made_collection()
+    small = evaluate_run({"q": {"d": 1.0}}, {"q": {"d": 1}})
+    big = evaluate_run(run, qrels)
+    document = results_document({"fr": small, "de": big}, model="m", task="reranking", dataset_name="made")
+    for metric in METRICS:
+        assert document["average"][metric] == pytest.approx((small.mean[metric] + big.mean[metric]) / 2)
+    assert document["per_language"]["de"]["num_queries"] == len(qrels)
