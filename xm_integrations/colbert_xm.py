@@ -1,0 +1,761 @@
+"""ColBERT-XM (and any XMOD ``HF_ColBERT`` checkpoint) as a sentence-transformers ``MultiVectorEncoder``.
+
+Why not the stock ``MultiVectorEncoder("antoinelouis/colbert-xm")``? It loads the checkpoint but does
+not encode as colbert-ai 0.2.22 did when ColBERT-XM was trained (see ``docs/colbert_xm.md`` for the
+measured difference):
+
+* colbert-ai inserts the marker *id* of ``"[unused0]"`` / ``"[unused1]"`` at position 1. Those names
+  are not in XLM-R's vocabulary, so the id is ``<unk>`` (3); the stock loader prepends the *text*
+  ``"[unused0] "`` instead, which becomes five ordinary word pieces.
+* colbert-ai's punctuation skiplist is ``tokenizer.encode(symbol)[0]`` for each character of
+  ``string.punctuation``: on a sentencepiece vocabulary these are word-initial pieces (``▁.``) or
+  the bare ``▁``. The stock loader looks the bare characters up (``.``), a different set of ids.
+
+:class:`ColBERTXM` tokenizes exactly as colbert-ai does (marker ids inserted, queries padded with
+``<mask>`` to ``query_maxlen``, documents truncated to ``doc_maxlen``, pads and skiplist ids dropped
+from documents), adds XMOD's per-input ``lang_ids``, and otherwise runs the stock modules
+(``Transformer``, ``Dense``, ``MultiVectorMask``, ``Normalize``). Its saved folder therefore holds only
+stock module types, configured so that a stock ``MultiVectorEncoder`` reproduces the same vectors:
+the marker becomes the one-token prompt ``"<unk>"`` (a special token, so the tokenizer never splits
+it) and the skiplist is stored as the token strings of colbert-ai's ids.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import string
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from sentence_transformers import MultiVectorEncoder
+from sentence_transformers.base.model import BaseModel
+from sentence_transformers.base.modules import Transformer
+from sentence_transformers.multi_vector_encoder.modules import MultiVectorMask
+from sentence_transformers.util import load_file_path
+from torch import Tensor
+from transformers import XmodPreTrainedModel
+
+from xm_integrations.maxsim import maxsim, maxsim_pairwise
+from xm_integrations.routing import (
+    LanguageArg,
+    MissingLanguageError,
+    RoutedText,
+    language_major_length,
+    route_inputs,
+    routed_lang_ids,
+)
+from xm_integrations.xmod_language import XmodLanguageMixin, find_xmod_model, install_language_resolution
+
+__all__ = [
+    "COLBERT_AI_DEFAULTS",
+    "CheckpointError",
+    "ColBERTEncoding",
+    "ColBERTXM",
+    "colbert_skiplist_ids",
+    "tokenize_documents",
+    "tokenize_queries",
+]
+
+logger = logging.getLogger(__name__)
+
+#: colbert-ai 0.2.22's defaults (``colbert/infra/config/settings.py``), used for fields that a
+#: checkpoint's ``artifact.metadata`` leaves out or sets to null.
+COLBERT_AI_DEFAULTS: dict[str, Any] = {
+    "query_maxlen": 32,
+    "doc_maxlen": 220,
+    "attend_to_mask_tokens": False,
+    "mask_punctuation": True,
+    "query_token_id": "[unused0]",
+    "doc_token_id": "[unused1]",
+}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file exists but cannot be used (not JSON, wrong fields, unreadable weights).
+
+    Attributes:
+        file: The offending file, as a local path (or ``repo_id/filename`` for a Hub file).
+    """
+
+    def __init__(self, file: str, problem: str) -> None:
+        self.file = file
+        super().__init__(f"{file}: {problem}")
+
+
+# --------------------------------------------------------------------------------------------------
+# colbert-ai's encoding rules
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ColBERTEncoding:
+    """What colbert-ai needs to tokenize one checkpoint's queries and documents.
+
+    Attributes:
+        query_maxlen: Every query is exactly this many tokens (marker included).
+        doc_maxlen: Documents are truncated to this many tokens (marker included).
+        attend_to_mask_tokens: Whether the encoder attends to the ``<mask>`` padding of queries.
+        query_marker_id: Inserted at position 1 of every query (``<unk>`` on XLM-R vocabularies).
+        doc_marker_id: Inserted at position 1 of every document.
+        mask_token_id: Replaces the padding of queries (query augmentation).
+        pad_token_id: The tokenizer's padding id.
+    """
+
+    query_maxlen: int
+    doc_maxlen: int
+    attend_to_mask_tokens: bool
+    query_marker_id: int
+    doc_marker_id: int
+    mask_token_id: int
+    pad_token_id: int
+
+
+def colbert_skiplist_ids(tokenizer: Any, symbols: str = string.punctuation) -> set[int]:
+    """colbert-ai's punctuation skiplist: the first id of encoding each symbol on its own.
+
+    ``{tokenizer.encode(symbol, add_special_tokens=False)[0] for symbol in symbols}``
+    (``colbert/modeling/colbert.py``). On sentencepiece vocabularies the first piece is the
+    word-initial one (``▁.``), or the bare ``▁`` for symbols without such a piece; punctuation glued
+    to a word (``Paris.`` gives ``▁Paris`` ``.``) is therefore *not* skipped. Computed from the
+    tokenizer, never hard-coded, so that any vocabulary gets colbert-ai's own set.
+    """
+    ids: set[int] = set()
+    for symbol in symbols:
+        pieces = tokenizer.encode(symbol, add_special_tokens=False)
+        if pieces:
+            ids.add(int(pieces[0]))
+    return ids
+
+
+def _insert_column(tensor: Tensor, value: int) -> Tensor:
+    """``tensor[:, :1] + [value] + tensor[:, 1:]``: colbert-ai's marker insertion after ``<s>``."""
+    column = torch.full((tensor.shape[0], 1), value, dtype=tensor.dtype, device=tensor.device)
+    return torch.cat([tensor[:, :1], column, tensor[:, 1:]], dim=1)
+
+
+def tokenize_queries(tokenizer: Any, texts: Sequence[str], encoding: ColBERTEncoding) -> dict[str, Tensor]:
+    """Tokenize queries as colbert-ai's ``QueryTokenizer.tensorize`` does.
+
+    Tokenize to ``query_maxlen - 1`` with ``padding="max_length"`` (a long query loses its end but
+    keeps ``</s>``), insert the query marker at position 1, replace every pad id by the mask id
+    and, with ``attend_to_mask_tokens``, attend to those ``<mask>`` positions.
+
+    Returns:
+        ``input_ids``, ``attention_mask`` and ``query_expansion_positions`` (True where a pad was
+        replaced, the key that sentence-transformers' ``MultiVectorMask`` reads so that every query
+        position is scored, as colbert-ai scores them), each ``(n, query_maxlen)``.
+    """
+    batch = tokenizer(
+        list(texts),
+        padding="max_length",
+        truncation=True,
+        max_length=encoding.query_maxlen - 1,
+        return_tensors="pt",
+    )
+    input_ids = _insert_column(batch["input_ids"], encoding.query_marker_id)
+    attention_mask = _insert_column(batch["attention_mask"], 1)
+    expansion = input_ids == encoding.pad_token_id
+    input_ids = input_ids.masked_fill(expansion, encoding.mask_token_id)
+    if encoding.attend_to_mask_tokens:
+        attention_mask = attention_mask.masked_fill(input_ids == encoding.mask_token_id, 1)
+    features = {"input_ids": input_ids, "attention_mask": attention_mask, "query_expansion_positions": expansion}
+    if "token_type_ids" in batch:
+        features["token_type_ids"] = _insert_column(batch["token_type_ids"], 0)
+    return features
+
+
+def tokenize_documents(tokenizer: Any, texts: Sequence[str], encoding: ColBERTEncoding) -> dict[str, Tensor]:
+    """Tokenize documents as colbert-ai's ``DocTokenizer.tensorize`` does.
+
+    Tokenize to ``doc_maxlen - 1`` (longest padding, longest-first truncation), then insert the
+    document marker at position 1. Which positions are kept (not pad, not in the skiplist) is
+    decided later by the ``MultiVectorMask`` module, whose skiplist holds colbert-ai's ids plus the
+    pad id (colbert-ai drops pad *ids*, even a literal ``"<pad>"`` in the text).
+    """
+    batch = tokenizer(
+        list(texts),
+        padding="longest",
+        truncation="longest_first",
+        max_length=encoding.doc_maxlen - 1,
+        return_tensors="pt",
+    )
+    features = {
+        "input_ids": _insert_column(batch["input_ids"], encoding.doc_marker_id),
+        "attention_mask": _insert_column(batch["attention_mask"], 1),
+    }
+    if "token_type_ids" in batch:
+        features["token_type_ids"] = _insert_column(batch["token_type_ids"], 0)
+    return features
+
+
+# --------------------------------------------------------------------------------------------------
+# Checkpoint files: find, validate, and name the file that is wrong
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Source:
+    """What kind of folder was loaded: colbert-ai's ``HF_ColBERT`` layout, or a sentence-transformers save."""
+
+    kind: Literal["colbert-ai", "sentence-transformers"]
+    metadata: dict[str, Any] | None = None
+
+
+class _Files:
+    """Looks files up in a local folder or a Hub repository (through the hub cache when offline)."""
+
+    def __init__(self, name: str, **hub_kwargs: Any) -> None:
+        self.name = name
+        self.hub_kwargs = hub_kwargs
+
+    def find(self, filename: str, subfolder: str = "") -> str | None:
+        return load_file_path(self.name, filename, subfolder=subfolder, **self.hub_kwargs)
+
+    def describe(self, filename: str, subfolder: str = "") -> str:
+        """The name to use in an error about a file that may not exist."""
+        return str(Path(self.name, subfolder, filename))
+
+
+def _read_json(path: str, expected: type, what: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            value = json.load(handle)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(path, f"not valid JSON ({error}); {what}") from None
+    if not isinstance(value, expected):
+        raise CheckpointError(path, f"expected a JSON {expected.__name__}, got {type(value).__name__}; {what}")
+    return value
+
+
+def _safetensors_shapes(path: str) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes from a safetensors header; the header and file size are validated."""
+    try:
+        with safe_open(path, framework="pt") as handle:
+            return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(path, f"unreadable safetensors weights ({error}); the file is corrupt or truncated") from None
+
+
+def _weights(files: _Files, subfolder: str = "") -> dict[str, tuple[int, ...]]:
+    """Shapes of a module's weights: ``model.safetensors``, or the shards of its index.
+
+    Pickled ``pytorch_model.bin`` weights are refused rather than unpickled.
+    """
+    single = files.find("model.safetensors", subfolder)
+    if single is not None:
+        return _safetensors_shapes(single)
+    index_path = files.find("model.safetensors.index.json", subfolder)
+    if index_path is not None:
+        index = _read_json(index_path, dict, "a sharded safetensors index")
+        shapes: dict[str, tuple[int, ...]] = {}
+        for shard in sorted(set((index.get("weight_map") or {}).values())):
+            shard_path = files.find(shard, subfolder)
+            if shard_path is None:
+                raise FileNotFoundError(f"{files.describe(shard, subfolder)} is missing (listed in {index_path}).")
+            shapes.update(_safetensors_shapes(shard_path))
+        return shapes
+    hint = ""
+    if files.find("pytorch_model.bin", subfolder) is not None:
+        hint = (
+            " Only pytorch_model.bin is there: ColBERTXM does not unpickle weights. Convert it once in a trusted "
+            "environment (safetensors.torch.save_file(torch.load(path, weights_only=True), 'model.safetensors'))."
+        )
+    raise FileNotFoundError(f"{files.describe('model.safetensors', subfolder)} is missing: no model weights.{hint}")
+
+
+def _check_metadata(metadata: dict[str, Any], path: str) -> None:
+    """Refuse ``artifact.metadata`` fields that colbert-ai could not have written."""
+    for key in ("query_maxlen", "doc_maxlen"):
+        value = metadata.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 3):
+            raise CheckpointError(path, f"{key} must be an integer >= 3 (room for <s>, the marker and </s>), got {value!r}")
+    value = metadata.get("dim")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise CheckpointError(path, f"dim must be a positive integer, got {value!r}")
+    for key in ("attend_to_mask_tokens", "mask_punctuation"):
+        value = metadata.get(key)
+        if value is not None and not isinstance(value, bool):
+            raise CheckpointError(path, f"{key} must be true or false, got {value!r}")
+    for key in ("query_token_id", "doc_token_id"):
+        value = metadata.get(key)
+        if value is not None and not isinstance(value, str):
+            raise CheckpointError(path, f"{key} must be a token string such as '[unused0]', got {value!r}")
+
+
+def _inspect_checkpoint(files: _Files) -> _Source:
+    """Validate the files a load will read, so that a broken checkpoint fails with the file's name.
+
+    A folder with ``modules.json`` is a sentence-transformers save (ours, or any stock one); a
+    ``config.json`` whose architectures name ``HF_ColBERT`` is colbert-ai's layout, which must have
+    ``artifact.metadata`` and ``model.safetensors`` holding ``roberta.*`` and ``linear.weight``.
+    """
+    modules_path = files.find("modules.json")
+    if modules_path is not None:
+        modules = _read_json(modules_path, list, "a sentence-transformers modules.json lists the modules")
+        for entry in modules:
+            if not isinstance(entry, dict) or not isinstance(entry.get("type"), str):
+                raise CheckpointError(modules_path, f"every entry needs a 'type' and a 'path', got {entry!r}")
+            if entry["type"].rsplit(".", 1)[-1] in ("Transformer", "Dense"):
+                _weights(files, str(entry.get("path") or ""))
+        return _Source("sentence-transformers")
+
+    config_path = files.find("config.json")
+    if config_path is None:
+        raise FileNotFoundError(
+            f"{files.describe('config.json')} is missing: {files.name!r} is neither a colbert-ai checkpoint "
+            "(config.json, model.safetensors, artifact.metadata) nor a sentence-transformers folder (modules.json), "
+            "or it is not in the local Hugging Face cache."
+        )
+    config = _read_json(config_path, dict, "a transformers config.json")
+    architectures = config.get("architectures") or []
+    if "HF_ColBERT" not in architectures:
+        raise CheckpointError(
+            config_path,
+            f"architectures is {architectures!r}, not colbert-ai's ['HF_ColBERT']. ColBERTXM loads colbert-ai "
+            "checkpoints such as antoinelouis/colbert-xm and folders saved by ColBERTXM.save().",
+        )
+    metadata_path = files.find("artifact.metadata")
+    if metadata_path is None:
+        raise FileNotFoundError(
+            f"{files.describe('artifact.metadata')} is missing: colbert-ai checkpoints keep query_maxlen, doc_maxlen, "
+            "the marker tokens and the punctuation setting there, and guessing them would change every vector."
+        )
+    metadata = _read_json(metadata_path, dict, "colbert-ai writes its ColBERTConfig there as a JSON object")
+    _check_metadata(metadata, metadata_path)
+
+    shapes = _weights(files)
+    weights_path = files.find("model.safetensors") or files.describe("model.safetensors")
+    if "linear.weight" not in shapes:
+        raise CheckpointError(weights_path, "no 'linear.weight' tensor: not a colbert-ai HF_ColBERT checkpoint")
+    if not any(key.startswith("roberta.") for key in shapes):
+        raise CheckpointError(weights_path, "no 'roberta.*' encoder tensors: not a colbert-ai HF_ColBERT checkpoint")
+    linear = shapes["linear.weight"]
+    if len(linear) != 2 or (metadata.get("dim") is not None and linear[0] != metadata["dim"]):
+        raise CheckpointError(
+            weights_path,
+            f"linear.weight has shape {list(linear)} but {metadata_path} says dim={metadata.get('dim')}",
+        )
+    return _Source("colbert-ai", metadata)
+
+
+class _ExpectedLoadReport(logging.Filter):
+    """Drops transformers' load report when it lists only what every ``HF_ColBERT`` load has.
+
+    Loading ``roberta.*`` into ``XmodModel`` leaves ``linear.weight`` unused (the ``Dense`` module
+    takes it) and the pooler uninitialised (never used by ColBERT): reporting those on every load
+    would make a correct load look broken. Any other entry keeps the report.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "LOAD REPORT" not in message:
+            return True
+        rows = [line.split("|") for line in message.splitlines() if line.count("|") >= 1]
+        entries = [(row[0].strip(), row[1].strip()) for row in rows if len(row) > 1 and row[0].strip()]
+        entries = [(key, status) for key, status in entries if key != "Key" and not set(key) <= {"-", "+"}]
+        expected = all(
+            (key == "linear.weight" and status.startswith("UNEXPECTED"))
+            or (key.startswith("pooler.") and status.startswith("MISSING"))
+            for key, status in entries
+        )
+        return not (entries and expected)
+
+
+class _DropAll(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+@contextmanager
+def _log_filter(logger_name: str, log_filter: logging.Filter | None) -> Iterator[None]:
+    """Apply ``log_filter`` to one logger for the duration of the block (``None``: no filter)."""
+    if log_filter is None:
+        yield
+        return
+    target = logging.getLogger(logger_name)
+    target.addFilter(log_filter)
+    try:
+        yield
+    finally:
+        target.removeFilter(log_filter)
+
+
+# --------------------------------------------------------------------------------------------------
+# The model
+# --------------------------------------------------------------------------------------------------
+
+_UNSET: Any = object()
+
+
+class ColBERTXM(XmodLanguageMixin, MultiVectorEncoder):
+    """A ``MultiVectorEncoder`` for ColBERT-XM (``antoinelouis/colbert-xm``) that encodes as colbert-ai 0.2.22.
+
+    Loads colbert-ai ``HF_ColBERT`` checkpoints as they are on the Hub (``config.json``,
+    ``model.safetensors`` with ``roberta.*`` and ``linear.weight``, ``artifact.metadata``, tokenizer)
+    and folders written by :meth:`save`. Every stock argument and method works as in
+    ``MultiVectorEncoder``. In addition:
+
+    * queries and documents are tokenized exactly as colbert-ai does (see the module docstring);
+      vectors equal colbert-ai's ``Checkpoint.queryFromText`` / ``docFromText``;
+    * ``language=`` on the constructor sets the default adapter from any code, tag or name;
+      :meth:`encode`, :meth:`encode_query`, :meth:`encode_document` and :meth:`rank` take
+      ``language=``: one language, a list with one language per input (mixed languages share
+      batches and give exactly what separate calls give), or ``"auto"`` to detect each input's
+      language. A per-call language never changes the default, so threads do not interfere;
+    * :meth:`similarity`, :meth:`similarity_pairwise` and :meth:`rank` score with MaxSim
+      (:func:`xm_integrations.maxsim`), in float32;
+    * :meth:`save` writes only stock module types: a stock ``MultiVectorEncoder`` loads the folder
+      without remote code and gives the same vectors for the saved default language.
+
+    Example::
+
+        model = ColBERTXM("antoinelouis/colbert-xm", language="fr")
+        queries = model.encode_query(["Combien de caféine dans le thé vert ?"])
+        documents = model.encode_document(passages, language="auto")
+        scores = model.similarity(queries, documents)
+        model.rank("Was ist Photosynthese?", passages, language="auto", top_k=3)
+
+    Raises (on load):
+        FileNotFoundError: ``artifact.metadata``, ``config.json`` or ``model.safetensors`` is missing
+            (the message names the file).
+        CheckpointError: one of them is corrupt or inconsistent (the message names the file).
+    """
+
+    def __init__(self, model_name_or_path: str | os.PathLike | None = None, *, language: str | None = None,
+                 **kwargs: Any) -> None:
+        source = None
+        if model_name_or_path is not None:
+            model_name_or_path = str(model_name_or_path)
+            files = _Files(
+                model_name_or_path,
+                token=kwargs.get("token"),
+                cache_folder=kwargs.get("cache_folder") or os.getenv("SENTENCE_TRANSFORMERS_HOME"),
+                revision=kwargs.get("revision"),
+                local_files_only=kwargs.get("local_files_only", False),
+            )
+            source = _inspect_checkpoint(files)
+        colbert_ai = source is not None and source.kind == "colbert-ai"
+        with _log_filter("transformers.modeling_utils", _ExpectedLoadReport() if colbert_ai else None):
+            super().__init__(model_name_or_path, **kwargs)
+        if source is not None and source.metadata is not None:
+            self._configure_from_colbert_metadata({**COLBERT_AI_DEFAULTS, **_non_null(source.metadata)})
+        self.colbert_encoding = self._read_encoding()
+        install_language_resolution(self._xmod_model())
+        if language is not None:
+            self.set_default_language(language)
+
+    # -- configuration -----------------------------------------------------------------------------
+
+    def _xmod_model(self) -> XmodPreTrainedModel:
+        return find_xmod_model(self)
+
+    def _transformer(self) -> Transformer:
+        first = self[0]
+        if not isinstance(first, Transformer):
+            raise TypeError(f"ColBERTXM needs a sentence-transformers Transformer as first module, got {type(first).__name__}.")
+        return first
+
+    def _multi_vector_mask(self) -> MultiVectorMask:
+        for module in self:
+            if isinstance(module, MultiVectorMask):
+                return module
+        raise TypeError("ColBERTXM needs a MultiVectorMask module (it drops pads and punctuation from documents).")
+
+    def _configure_from_colbert_metadata(self, metadata: dict[str, Any]) -> None:
+        """Express colbert-ai's settings with the stock modules, so that :meth:`save` writes them.
+
+        The markers become one-token prompts (the token colbert-ai's id stands for, ``<unk>`` on
+        XLM-R), the query length and mask attention become the ``Transformer``'s fixed query
+        expansion, and the skiplist (colbert-ai's punctuation ids plus the pad id) is stored as token
+        strings on the ``MultiVectorMask``.
+        """
+        tokenizer = self.tokenizer
+        for role, key in (("query", "query_token_id"), ("document", "doc_token_id")):
+            self.prompts[role] = tokenizer.convert_ids_to_tokens(tokenizer.convert_tokens_to_ids(metadata[key]))
+        transformer = self._transformer()
+        transformer.query_expansion = {
+            "strategy": "fixed",
+            "attend": bool(metadata["attend_to_mask_tokens"]),
+            "length": int(metadata["query_maxlen"]),
+        }
+        transformer.document_length = int(metadata["doc_maxlen"])
+        skiplist = colbert_skiplist_ids(tokenizer) if metadata["mask_punctuation"] else set()
+        skiplist.add(tokenizer.pad_token_id)
+        mask = self._multi_vector_mask()
+        mask.skiplist_words = tokenizer.convert_ids_to_tokens(sorted(skiplist))
+        mask.resolve_with_tokenizer(tokenizer)
+
+    def _read_encoding(self) -> ColBERTEncoding:
+        """The tokenization settings, read back from the stock modules (the single source of truth)."""
+        transformer = self._transformer()
+        tokenizer = self.tokenizer
+        expansion = transformer.query_expansion
+        if expansion is None or expansion["strategy"] != "fixed":
+            raise ValueError(
+                "ColBERTXM needs the Transformer's query_expansion to be {'strategy': 'fixed', 'length': query_maxlen, "
+                f"'attend': ...}} (colbert-ai pads every query to query_maxlen), got {expansion!r}."
+            )
+        if transformer.document_length is None:
+            raise ValueError("ColBERTXM needs the Transformer's document_length (colbert-ai's doc_maxlen).")
+        mask_id = tokenizer.mask_token_id if expansion.get("token") is None else tokenizer.convert_tokens_to_ids(
+            expansion["token"]
+        )
+
+        def marker(role: str, default: str) -> int:
+            prompt = (self.prompts.get(role) or "").strip() or default
+            return int(tokenizer.convert_tokens_to_ids(prompt))
+
+        return ColBERTEncoding(
+            query_maxlen=int(expansion["length"]),
+            doc_maxlen=int(transformer.document_length),
+            attend_to_mask_tokens=bool(expansion["attend"]),
+            query_marker_id=marker("query", COLBERT_AI_DEFAULTS["query_token_id"]),
+            doc_marker_id=marker("document", COLBERT_AI_DEFAULTS["doc_token_id"]),
+            mask_token_id=int(mask_id),
+            pad_token_id=int(tokenizer.pad_token_id),
+        )
+
+    # -- encoding ----------------------------------------------------------------------------------
+
+    def encode(self, inputs: Any, *args: Any, language: LanguageArg = None, **kwargs: Any) -> Any:
+        """Encode texts as ``MultiVectorEncoder.encode`` does, each through its language's adapter.
+
+        Args:
+            inputs: One text or a list of texts.
+            language: ``None`` (the default language), one language for every input, a list with
+                one language per input, or ``"auto"`` (detected per input).
+            *args, **kwargs: Everything ``MultiVectorEncoder.encode`` takes (``batch_size``,
+                ``task``, ``convert_to_numpy``, ``show_progress_bar``, ``pool``, ``device``, ...).
+                Without ``task`` texts are encoded as documents, as the stock ``MultiVectorMask``
+                treats them.
+
+        Returns:
+            One ``(tokens, dim)`` tensor per text (every ``query_maxlen`` position for queries; the
+            kept tokens for documents), or one tensor for a single text.
+
+        Raises:
+            TypeError: an input is not a str (the message names its index).
+            ValueError: a list of languages whose length differs from the number of inputs.
+            UnknownLanguageError: a language has no adapter in the checkpoint.
+            MissingLanguageError: no language given and the checkpoint has no default language.
+        """
+        singular = self.is_singular_input(inputs)
+        items = [inputs] if singular else (inputs.tolist() if isinstance(inputs, np.ndarray) else list(inputs))
+        if not (language is None and items and all(isinstance(item, RoutedText) for item in items)):
+            items = self._route_texts(items, language)
+        result = super().encode(items, *args, **kwargs)
+        return result[0] if singular else result
+
+    def encode_query(self, inputs: Any, *args: Any, language: LanguageArg = None, **kwargs: Any) -> Any:
+        """Encode queries (``query_maxlen`` vectors each, ``<mask>`` augmentation included); see :meth:`encode`."""
+        return super().encode_query(inputs, *args, language=language, **kwargs)
+
+    def encode_document(self, inputs: Any, *args: Any, language: LanguageArg = None, **kwargs: Any) -> Any:
+        """Encode documents (pads and colbert-ai's punctuation skiplist dropped); see :meth:`encode`."""
+        return super().encode_document(inputs, *args, language=language, **kwargs)
+
+    def _route_texts(self, texts: list[Any], language: LanguageArg) -> list[RoutedText]:
+        codes = self._resolve_input_languages(language, len(texts), lambda positions: [texts[i] for i in positions])
+        return route_inputs(texts, codes, self.languages)
+
+    def preprocess(self, inputs: Sequence[Any], prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:
+        """Tokenize a batch as colbert-ai does and add XMOD's ``lang_ids`` from the routed inputs.
+
+        ``task="query"`` gives query tokenization, anything else document tokenization. The marker
+        prompts (``self.prompts``) are inserted as ids, never as text; any other ``prompt`` is
+        prepended to the text, after the marker.
+        """
+        if not inputs:
+            return {}
+        task = kwargs.pop("task", None)
+        if kwargs.get("processing_kwargs"):
+            raise ValueError("ColBERTXM tokenizes exactly as colbert-ai does; processing_kwargs cannot change that.")
+        texts = [str(text) for text in inputs]
+        if prompt and prompt.strip() not in self._marker_tokens():
+            texts = [prompt + text for text in texts]
+        tokenize = tokenize_queries if task == "query" else tokenize_documents
+        features: dict[str, Any] = tokenize(self.tokenizer, texts, self.colbert_encoding)
+        features["modality"] = "text"
+        lang_ids = routed_lang_ids(inputs, len(self.languages))
+        if lang_ids is not None:
+            features["lang_ids"] = lang_ids
+        return features
+
+    def _marker_tokens(self) -> set[str]:
+        encoding = self.colbert_encoding
+        return set(self.tokenizer.convert_ids_to_tokens([encoding.query_marker_id, encoding.doc_marker_id]))
+
+    @staticmethod
+    def _input_length(sample: Any) -> int:
+        """Sort key: language first, then length, so batches hold long runs of one adapter."""
+        return language_major_length(sample, BaseModel._input_length(sample))
+
+    # -- scoring -----------------------------------------------------------------------------------
+
+    def similarity(self, embeddings1: Any, embeddings2: Any, **kwargs: Any) -> Tensor:
+        """MaxSim of every query against every document, ``(n_queries, n_documents)``.
+
+        Args:
+            embeddings1: Query embeddings: a list of ``(tokens, dim)`` tensors or arrays, a padded
+                3-D tensor (with ``query_mask=``), or a single 2-D tensor (one query).
+            embeddings2: Document embeddings, in the same forms (``document_mask=`` for padded).
+            **kwargs: Passed to :func:`xm_integrations.maxsim` (``chunk_size``, ``memory_budget``,
+                ...); ``length_normalize=True`` divides by the query's token count (also the
+                default when ``similarity_fn_name`` is ``"meanmaxsim"``).
+        """
+        reduce = self._reduce(kwargs.pop("length_normalize", None))
+        return maxsim(_as_batch(embeddings1), _as_batch(embeddings2), reduce=reduce, **kwargs)
+
+    def similarity_pairwise(self, embeddings1: Any, embeddings2: Any, **kwargs: Any) -> Tensor:
+        """MaxSim of query ``i`` against document ``i``, ``(n,)``; arguments as in :meth:`similarity`."""
+        reduce = self._reduce(kwargs.pop("length_normalize", None))
+        return maxsim_pairwise(_as_batch(embeddings1), _as_batch(embeddings2), reduce=reduce, **kwargs)
+
+    def _reduce(self, length_normalize: bool | None) -> Literal["sum", "mean"]:
+        if length_normalize is None:
+            length_normalize = self.similarity_fn_name == "meanmaxsim"
+        return "mean" if length_normalize else "sum"
+
+    def rank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        top_k: int | None = None,
+        return_documents: bool = False,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        language: LanguageArg = None,
+        query_language: str | None = _UNSET,
+    ) -> list[dict[str, Any]]:
+        """Rank ``documents`` for ``query`` by MaxSim, in sentence-transformers' ranking format.
+
+        Args:
+            query: The query text.
+            documents: The texts to rank.
+            top_k: Return only the best ``top_k`` (all when None).
+            return_documents: Add each document's text under ``"text"``.
+            batch_size, show_progress_bar: As in :meth:`encode`.
+            language: For the documents: ``None`` (default language), one language, a list with
+                one language per document, or ``"auto"``.
+            query_language: The query's language. By default the same as ``language`` when that is
+                one language or ``"auto"`` (then detected from the query itself), and the default
+                language when ``language`` is a list.
+
+        Returns:
+            ``[{"corpus_id": int, "score": float, ("text": str)}, ...]``, best first; equal scores
+            keep corpus order. An empty ``documents`` gives ``[]``.
+
+        Raises:
+            TypeError: the query or a document is not a str (documents are named by index).
+            ValueError: the query is empty or whitespace only (its vectors would be ``<mask>``
+                padding alone, scoring noise), or ``top_k`` is not positive.
+        """
+        if not isinstance(query, str):
+            raise TypeError(f"query must be a str, got {type(query).__name__} ({query!r}).")
+        if not query.strip():
+            raise ValueError("query is empty: ColBERT-XM would score documents against <mask> padding alone.")
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"top_k must be a positive integer or None, got {top_k}.")
+        documents = list(documents)
+        if not documents:
+            return []
+        if query_language is _UNSET:
+            query_language = language if language is None or isinstance(language, str) else None
+            if query_language is None and not (language is None or isinstance(language, str)) and (
+                self.default_language is None
+            ):
+                raise MissingLanguageError(
+                    "rank() got one language per document but no query_language, and the checkpoint has no "
+                    "default_language: pass query_language='fr' (or 'auto')."
+                )
+        options = {"batch_size": batch_size, "show_progress_bar": show_progress_bar}
+        document_embeddings = self.encode_document(documents, language=language, **options)
+        query_embeddings = self.encode_query([query], language=query_language, batch_size=1)
+        scores = self.similarity(query_embeddings, document_embeddings)[0].float().cpu()
+        order = torch.sort(scores, descending=True, stable=True).indices[:top_k].tolist()
+        results: list[dict[str, Any]] = []
+        for corpus_id in order:
+            result: dict[str, Any] = {"corpus_id": corpus_id, "score": float(scores[corpus_id])}
+            if return_documents:
+                result["text"] = documents[corpus_id]
+            results.append(result)
+        return results
+
+    # -- saving ------------------------------------------------------------------------------------
+
+    def save(self, path: str, *args: Any, **kwargs: Any) -> None:
+        """Save as ``MultiVectorEncoder`` does, with stock module types only.
+
+        A stock ``MultiVectorEncoder(path)`` loads the folder without remote code and reproduces
+        this model's vectors for the default language (saved as ``default_language`` in
+        ``config.json``; set one first, or stock XMOD forward fails with "Input language unknown").
+        Per-call languages are this class's addition. A warning is logged if this tokenizer would
+        make the stock text-prompt marker differ from colbert-ai's inserted id.
+        """
+        if self.default_language is None:
+            logger.warning(
+                "Saving a ColBERT-XM without default_language: a stock MultiVectorEncoder will fail to encode "
+                "('Input language unknown') until model[0].auto_model.set_default_language(...) is called. "
+                "Call set_default_language() before save() to avoid that."
+            )
+        differences = stock_tokenization_differences(self, _PROBE_TEXTS)
+        if differences:
+            logger.warning(
+                "A stock MultiVectorEncoder loading this folder will tokenize some texts differently from colbert-ai "
+                f"(first: {differences[0]}); load it with ColBERTXM for exact vectors."
+            )
+        super().save(path, *args, **kwargs)
+
+
+# Texts whose tokenization is compared with the stock path on save: empty, leading and repeated
+# spaces, punctuation, a non-Latin script, and one longer than any query.
+_PROBE_TEXTS: tuple[str, ...] = (
+    "",
+    " leading space",
+    "two  spaces and punctuation: (a), b; c!",
+    "光合作用",
+    "long " * 600,
+)
+
+
+def stock_tokenization_differences(model: ColBERTXM, texts: Sequence[str]) -> list[str]:
+    """Where the stock ``Transformer`` (marker prompt as text) and colbert-ai's insertion disagree.
+
+    Returns:
+        One line per text and task whose ``input_ids`` or ``attention_mask`` differ; empty when the
+        stock modules reproduce colbert-ai's tokenization on ``texts``.
+    """
+    differences = []
+    for task in ("query", "document"):
+        ours = model.preprocess(list(texts), task=task)
+        # The stock path warns (once per process) about queries that fill query_maxlen; here that is the point.
+        with _log_filter(Transformer.__module__, _DropAll()):
+            stock = model._transformer().preprocess(list(texts), prompt=model.prompts.get(task), task=task)
+        for index, text in enumerate(texts):
+            for key in ("input_ids", "attention_mask"):
+                mine, theirs = ours[key][index], stock[key][index]
+                if mine.shape != theirs.shape or not torch.equal(mine, theirs):
+                    differences.append(f"{task} {text[:40]!r}: {key} {mine.tolist()[:12]} vs {theirs.tolist()[:12]}")
+                    break
+    return differences
+
+
+def _non_null(metadata: dict[str, Any]) -> dict[str, Any]:
+    """colbert-ai treats a null field as unset, so its default applies."""
+    return {key: value for key, value in metadata.items() if value is not None}
+
+
+def _as_batch(embeddings: Any) -> Any:
+    """A single ``(tokens, dim)`` tensor or array is one item, as in the stock ``similarity``."""
+    if isinstance(embeddings, (Tensor, np.ndarray)) and embeddings.ndim == 2:
+        return [embeddings]
+    return embeddings
