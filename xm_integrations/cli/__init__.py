@@ -14,7 +14,7 @@ from collections.abc import Sequence
 __all__ = ["build_parser", "main"]
 
 #: Sub-command modules, in the order ``--help`` lists them.
-_COMMANDS: tuple[str, ...] = ()
+_COMMANDS: tuple[str, ...] = ("search",)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,278 @@
+"""``xm-integrations search``: search a small corpus with ColBERT-XM, optionally reranked by Mono-XM.
+
+The corpus (a file, or stdin) is read as ``rerank`` reads passages: one per line, or JSON lines
+``{"text": ..., "id": ..., "language": ...}`` (only ``text`` required). Every passage is encoded
+once with ColBERT-XM through the adapter of its language (its own ``"language"``, else
+``--language``, where ``auto`` detects it, else the checkpoint's default), then every query is
+scored against every passage by exhaustive MaxSim: no index, so it suits corpora that fit in
+memory (thousands to a few hundred thousand passages). With ``--rerank`` the best ``--candidates``
+of each query are rescored by Mono-XM, each pair through the adapter of its passage.
+
+Heavy imports (torch, sentence-transformers) happen only when the command runs, so ``--help`` is quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+# Corpus parsing, errors and JSON output are shared with ``rerank``, so both commands read the same files.
+from xm_integrations.cli.rerank import (
+    InputError,
+    Passage,
+    _fail,
+    _open_passages,
+    _positive_int,
+    _write_jsonl,
+    read_passages,
+)
+
+__all__ = ["DEFAULT_MODEL", "DEFAULT_RERANKER", "Query", "add_parser", "read_queries", "run", "search"]
+
+#: The published checkpoints, loaded through the normal Hugging Face Hub path.
+DEFAULT_MODEL = "antoinelouis/colbert-xm"
+DEFAULT_RERANKER = "antoinelouis/mono-xm"
+
+
+@dataclass(frozen=True)
+class Query:
+    """One query, with the adapter it was encoded with."""
+
+    text: str
+    language: str
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``search`` on the top-level parser."""
+    parser = subparsers.add_parser(
+        "search",
+        help="search a corpus file with ColBERT-XM (exhaustive MaxSim), optionally reranked by Mono-XM",
+        description=(
+            "Encode a corpus with ColBERT-XM, score every query against every passage by MaxSim, print the best. "
+            "Passages come from a file or stdin, one per line or as JSON lines {\"text\": ..., \"id\": ..., "
+            "\"language\": ...} (only text required). Each passage goes through the adapter of its own "
+            "\"language\", else of --language ('auto' detects it), else of the checkpoint's default language; "
+            "queries through --query-language, which defaults to --language. --rerank rescores the best "
+            "--candidates passages of each query with Mono-XM."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  xm-integrations search corpus.jsonl -q 'When was the Eiffel Tower built?' -q 'Was ist Photosynthese?' \\\n"
+            "      --language auto --top-k 3\n"
+            "  xm-integrations search corpus.txt --query-file queries.txt --language fr --rerank --format table\n"
+            "  python -m xm_integrations.testing build /tmp/xm-tiny    # offline tiny checkpoints, random weights\n"
+            "  xm-integrations search xm_integrations/data/demo_passages.jsonl --model /tmp/xm-tiny/colbert-xm \\\n"
+            "      -q 'When was the Eiffel Tower built?' -q 'Combien de caféine dans le thé vert ?' \\\n"
+            "      -q 'Was ist Photosynthese?' --language auto --top-k 3 --format table"
+        ),
+    )
+    parser.add_argument("corpus", nargs="?", default="-",
+                        help="file of passages, one per line or JSON lines; '-' or nothing reads stdin")
+    queries = parser.add_mutually_exclusive_group(required=True)
+    queries.add_argument("-q", "--query", action="append", help="a query (repeat for several)")
+    queries.add_argument("--query-file", type=Path, help="a file of queries, one per line (blank lines skipped)")
+    parser.add_argument("-m", "--model", default=DEFAULT_MODEL,
+                        help=f"Hub repo id or local folder of a ColBERT-XM checkpoint (default: {DEFAULT_MODEL})")
+    parser.add_argument(
+        "-l", "--language",
+        help="language of the passages without their own: a code, tag or name ('fr', 'pt-BR', 'German'), or "
+             "'auto' to detect each one (default: the checkpoint's default language)",
+    )
+    parser.add_argument("--query-language",
+                        help="language of the queries, or 'auto' to detect each (default: --language)")
+    parser.add_argument("-k", "--top-k", type=_positive_int, default=10,
+                        help="results per query (default: 10)")
+    parser.add_argument("--rerank", action="store_true", help="rescore the candidates with Mono-XM")
+    parser.add_argument("--reranker", default=DEFAULT_RERANKER,
+                        help=f"Hub repo id or local folder of the Mono-XM checkpoint (default: {DEFAULT_RERANKER})")
+    parser.add_argument("--candidates", type=_positive_int, default=100,
+                        help="with --rerank, how many MaxSim results per query Mono-XM rescores (default: 100)")
+    parser.add_argument("--input-format", choices=("auto", "text", "jsonl"), default="auto",
+                        help="'text': one passage per line (blank lines skipped); 'jsonl': one JSON object or "
+                             "string per line; 'auto' (default): jsonl when the first line starts with '{' or '\"'")
+    parser.add_argument("--format", choices=("auto", "jsonl", "table"), default="auto",
+                        help="output: JSON lines (one per result) or a table (default: a table on a terminal, "
+                             "else JSON lines)")
+    parser.add_argument("--batch-size", type=_positive_int, default=32, help="texts per forward pass (default: 32)")
+    parser.add_argument("--device", help="torch device, e.g. cpu or cuda:0 (default: the best available)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars (shown on stderr while the corpus is encoded)")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def read_queries(args: argparse.Namespace) -> list[str]:
+    """The queries from ``--query`` (repeated) or ``--query-file`` (one per line).
+
+    Raises:
+        InputError: an empty query, an unreadable file, or no query at all.
+    """
+    if args.query is not None:
+        queries = list(args.query)
+        for number, query in enumerate(queries, start=1):
+            if not query.strip():
+                raise InputError(f"query {number} (--query) is empty.")
+        return queries
+    try:
+        lines = args.query_file.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise InputError(f"cannot read --query-file: {exc}") from exc
+    queries = [line.strip() for line in lines if line.strip()]
+    if not queries:
+        raise InputError(f"{args.query_file} holds no query.")
+    return queries
+
+
+def search(
+    model: Any,
+    queries: list[str],
+    passages: list[Passage],
+    *,
+    language: str | None = None,
+    query_language: str | None = None,
+    top_k: int = 10,
+    reranker: Any = None,
+    candidates: int = 100,
+    batch_size: int = 32,
+    show_progress_bar: bool = False,
+) -> list[tuple[Query, list[dict[str, Any]]]]:
+    """Exhaustive MaxSim search of ``queries`` over ``passages``, with optional cross-encoder reranking.
+
+    Args:
+        model: A :class:`~xm_integrations.ColBERTXM`.
+        queries: Query texts.
+        passages: The corpus; a passage's own ``language`` wins over ``language``.
+        language: Language of passages without their own (``"auto"`` detects), else the default.
+        query_language: Language of the queries (``"auto"`` detects each); ``language`` when None.
+        top_k: Results per query.
+        reranker: A :class:`~xm_integrations.MonoXM` to rescore the best ``candidates``, or None.
+        candidates: How many MaxSim results per query the reranker sees.
+        batch_size, show_progress_bar: As for ``encode``.
+
+    Returns:
+        For each query, the query with its adapter and its results, best first:
+        ``{"index", "id"?, "language", "text", "score"}`` plus ``"rerank_score"`` when reranked
+        (then ``"score"`` is still the MaxSim score and the order is by ``"rerank_score"``).
+    """
+    passage_codes = model._resolve_input_languages(
+        [passage.language or language for passage in passages], len(passages),
+        lambda positions: [passages[i].text for i in positions],
+    )
+    query_codes = model._resolve_input_languages(
+        query_language if query_language is not None else language, len(queries),
+        lambda positions: [queries[i] for i in positions],
+    )
+    texts = [passage.text for passage in passages]
+    passage_vectors = model.encode_document(texts, language=passage_codes, batch_size=batch_size,
+                                            show_progress_bar=show_progress_bar)
+    query_vectors = model.encode_query(queries, language=query_codes, batch_size=batch_size)
+    scores = model.similarity(query_vectors, passage_vectors).float().cpu()
+    keep = min(len(passages), max(top_k, candidates) if reranker is not None else top_k)
+
+    results = []
+    for row, (query, code) in enumerate(zip(queries, query_codes)):
+        best = scores[row].sort(descending=True, stable=True).indices[:keep].tolist()
+        hits = [
+            {
+                "index": index,
+                **({"id": passages[index].id} if passages[index].id is not None else {}),
+                "language": passage_codes[index],
+                "text": texts[index],
+                "score": float(scores[row, index]),
+            }
+            for index in best
+        ]
+        if reranker is not None and hits:
+            rerank_scores = reranker.predict([(query, hit["text"]) for hit in hits],
+                                             language=[hit["language"] for hit in hits], batch_size=batch_size)
+            for hit, rerank_score in zip(hits, rerank_scores):
+                hit["rerank_score"] = float(rerank_score)
+            hits.sort(key=lambda hit: -hit["rerank_score"])  # stable: MaxSim order breaks ties
+        results.append((Query(query, code), hits[:top_k]))
+    return results
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``search``; returns the exit code."""
+    try:
+        queries = read_queries(args)
+        lines, source = _open_passages(args.corpus)
+        passages = read_passages(lines, args.input_format, source)
+    except InputError as exc:
+        return _fail(str(exc))
+    if not passages:
+        return _fail(f"the corpus {source} holds no passage (blank lines are skipped).")
+
+    from xm_integrations.colbert_xm import ColBERTXM
+    from xm_integrations.languages import UnknownLanguageError
+    from xm_integrations.routing import MissingLanguageError
+
+    if args.no_progress:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # its "Loading weights" bars
+
+    try:
+        model = ColBERTXM(args.model, device=args.device)
+        reranker = None
+        if args.rerank:
+            from xm_integrations.mono_xm import MonoXM
+
+            reranker = MonoXM(args.reranker, device=args.device)
+    except (OSError, ValueError, TypeError) as exc:
+        print(f"error: cannot load a model: {exc}", file=sys.stderr)
+        return 1
+
+    try:
+        results = search(
+            model, queries, passages, language=args.language, query_language=args.query_language,
+            top_k=args.top_k, reranker=reranker, candidates=args.candidates, batch_size=args.batch_size,
+            show_progress_bar=not args.no_progress,
+        )
+    except MissingLanguageError:
+        return _fail(f"{args.model} has no default language: pass --language (e.g. --language fr, or --language auto "
+                     'to detect each passage and query), or give each JSON line a "language".')
+    except UnknownLanguageError as exc:
+        return _fail(str(exc))
+
+    rows = [
+        {"query": query.text, "query_index": query_index, "query_language": query.language, "rank": rank, **hit}
+        for query_index, (query, hits) in enumerate(results)
+        for rank, hit in enumerate(hits, start=1)
+    ]
+    output_format = args.format if args.format != "auto" else ("table" if sys.stdout.isatty() else "jsonl")
+    if output_format == "table":
+        _write_table(results, sys.stdout)
+    else:
+        _write_jsonl(rows, sys.stdout)
+    return 0
+
+
+def _write_table(results: list[tuple[Query, list[dict[str, Any]]]], out: TextIO) -> None:
+    """Per query: a heading, then rank, score(s), adapter, id (or corpus index) and the passage."""
+    reranked = any("rerank_score" in hit for _, hits in results for hit in hits)
+    header = ("rank", "maxsim", *(("rerank",) if reranked else ()), "language", "id", "passage")
+    for number, (query, hits) in enumerate(results, start=1):
+        if number > 1:
+            out.write("\n")
+        out.write(f"query {number} [{query.language}]: {query.text}\n")
+        cells = [
+            (str(rank), f"{hit['score']:.4f}", *((f"{hit['rerank_score']:.4f}",) if reranked else ()),
+             hit["language"], str(hit.get("id", hit["index"])), hit["text"])
+            for rank, hit in enumerate(hits, start=1)
+        ]
+        fixed = len(header) - 1
+        widths = [max([len(header[column])] + [len(cell[column]) for cell in cells]) for column in range(fixed)]
+        text_width = max(20, shutil.get_terminal_size((120, 24)).columns - sum(widths) - 2 * fixed)
+        for cell in [header, *cells]:
+            text = " ".join(cell[-1].split())
+            text = text if len(text) <= text_width else text[: text_width - 1] + "…"
+            numeric = 2 + reranked
+            columns = "  ".join(value.rjust(width) if column < numeric else value.ljust(width)
+                                for column, (value, width) in enumerate(zip(cell[:fixed], widths)))
+            out.write(f"{columns}  {text}\n")
