@@ -16,6 +16,11 @@ from xm_integrations.languages import (
     resolve_language,
 )
 from xm_integrations.routing import MissingLanguageError
+from xm_integrations.flag_registration import install as _install_flag_registration
+
+# FlagAutoReranker.from_finetuned("antoinelouis/mono-xm") gives an XMFlagReranker, once FlagEmbedding
+# is imported (now or later); this imports nothing from FlagEmbedding.
+_install_flag_registration()
 
 if TYPE_CHECKING:
     from xm_integrations.colbert_xm import ColBERTXM

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,32 +11,44 @@ from sentence_transformers import CrossEncoder
 from sentence_transformers.base.model import BaseModel
 from transformers import XmodPreTrainedModel
 
-from xm_integrations.routing import LanguageArg, RoutedPair, RoutedText, route_inputs, routed_lang_ids
+from xm_integrations.reranking import max_input_tokens, route_pairs
+from xm_integrations.routing import LanguageArg, RoutedPair, RoutedText, language_major_length, routed_lang_ids
 from xm_integrations.xmod_language import XmodLanguageMixin, find_xmod_model, install_language_resolution
 
 __all__ = ["MonoXM"]
 
-# Runs of one language are cheaper for XMOD (it runs each adapter once per run of equal ids), so
-# inputs are sorted by language first and by length second; lengths stay far below this factor.
-_LANGUAGE_SORT_STRIDE = 10**12
+logger = logging.getLogger(__name__)
 
 
 class MonoXM(XmodLanguageMixin, CrossEncoder):
     """A ``CrossEncoder`` for XMOD rerankers such as ``antoinelouis/mono-xm``.
 
-    Every stock argument and method works as in ``CrossEncoder``. In addition:
+    XMOD runs every input through the adapter of its language, and the published checkpoint has
+    no default language, so a stock ``CrossEncoder`` fails with "Input language unknown" (and the
+    model card's ``set_default_language("fr_FR")`` fails too: the adapter is called ``fr_XX``).
+    This class keeps every stock argument and method and adds the language:
 
     * ``language=`` on the constructor sets the default adapter from any code, tag or name
-      (``"fr"``, ``"fr-FR"``, ``"French"``); without it the checkpoint's ``default_language`` is used.
+      (``"fr"``, ``"fr-FR"``, ``"French"``); without it the checkpoint's ``default_language`` is
+      used. :meth:`set_default_language` changes it later; :attr:`default_language` and
+      :attr:`languages` read it and the checkpoint's adapters.
     * :meth:`predict` and :meth:`rank` take ``language=``: one language for this call, a list with
       one language per pair (each pair runs through its own adapter, inside shared batches), or
       ``"auto"`` to detect each pair's language from its passage (from the query when the passage
-      is empty). A per-call language never changes the default, so threads do not interfere.
+      is blank). A per-call language never changes the default, so concurrent calls do not
+      interfere, and it is resolved before any batching or pool dispatch: a bad language fails at
+      once, in the calling process.
     * ``model.model.set_default_language("fr_FR")`` (the published model card's line) resolves
-      aliases on this instance, without patching transformers.
+      aliases on this instance, without patching transformers' classes.
+    * :meth:`save` writes a folder that stock ``CrossEncoder``, ``FlagReranker`` and
+      ``AutoModelForSequenceClassification`` load without remote code; the default language is
+      kept in ``config.json``.
 
-    Texts longer than the model's limit are truncated by the tokenizer (``truncation=True``,
-    longest-first over the pair, to ``max_length``), as in the stock ``CrossEncoder``.
+    Truncation: a pair longer than :attr:`max_seq_length` tokens (special tokens included) is cut
+    by the tokenizer ``longest_first``: tokens are removed one at a time from whichever of query
+    and passage is longer at that moment, from the end. :attr:`max_seq_length` is the tokenizer's
+    ``model_max_length``, capped at the 512 positions an XMOD model can embed (514 position
+    embeddings, numbered from ``pad_token_id + 1``).
 
     Example::
 
@@ -44,8 +57,28 @@ class MonoXM(XmodLanguageMixin, CrossEncoder):
     """
 
     def __init__(self, model_name_or_path: str | None = None, *, language: str | None = None, **kwargs: Any) -> None:
+        """Load a checkpoint as ``CrossEncoder`` does.
+
+        Args:
+            model_name_or_path: A Hub repo id or a local folder, as for ``CrossEncoder``.
+            language: The default adapter, in any form :func:`~xm_integrations.resolve_language`
+                accepts; the checkpoint's ``default_language`` when omitted.
+            **kwargs: Every keyword argument of ``CrossEncoder`` (``device``, ``max_length``,
+                ``model_kwargs``, ``config_kwargs``, ...).
+
+        Raises:
+            TypeError: the checkpoint is not an XMOD model.
+            UnknownLanguageError: the checkpoint has no adapter for ``language``.
+        """
         super().__init__(model_name_or_path, **kwargs)
-        install_language_resolution(self._xmod_model())
+        xmod = self._xmod_model()
+        install_language_resolution(xmod)
+        limit = max_input_tokens(xmod.config)
+        if limit is not None and (self.max_seq_length is None or self.max_seq_length > limit):
+            if kwargs.get("max_length") is not None:
+                logger.warning("max_length=%s exceeds the %s tokens XMOD can embed; using %s.",
+                               kwargs["max_length"], limit, limit)
+            self.max_seq_length = limit
         if language is not None:
             self.set_default_language(language)
 
@@ -53,84 +86,98 @@ class MonoXM(XmodLanguageMixin, CrossEncoder):
         return find_xmod_model(self)
 
     def predict(self, inputs: Any, *args: Any, language: LanguageArg = None, **kwargs: Any) -> Any:
-        """Score (query, passage) pairs, as ``CrossEncoder.predict`` does, with ``language=`` per call or per pair.
+        """Score (query, passage) pairs as ``CrossEncoder.predict`` does, with ``language=`` per call or per pair.
 
         Args:
-            inputs: One pair or a list of pairs.
-            language: ``None`` (the default language), one language, a list aligned with the
-                pairs, or ``"auto"``.
+            inputs: One pair or a sequence of pairs; every query and passage a ``str`` (empty
+                strings are scored).
+            language: ``None`` (the default language), one language for every pair, a list
+                aligned with the pairs (entries may be ``None`` or ``"auto"``), or ``"auto"``.
             *args, **kwargs: Everything ``CrossEncoder.predict`` takes (``batch_size``,
-                ``activation_fn``, ``pool``, ``device``, ...).
+                ``activation_fn``, ``pool``, ``device``, ...). With ``pool=`` or a list of devices,
+                every pair carries its adapter into the worker processes.
+
+        Returns:
+            What ``CrossEncoder.predict`` returns: one score for one pair, otherwise one per
+            pair, in input order (an empty array for no pairs).
 
         Raises:
             UnknownLanguageError: a language has no adapter in the checkpoint.
+            MissingLanguageError: no language given and the checkpoint has no default.
             ValueError: a list of languages whose length differs from the number of pairs.
-            TypeError: a pair holds something other than text (the message names its index).
+            TypeError: an input is not a pair of two strings (the message names its index).
         """
-        singular = self.is_singular_input(inputs)
-        pairs = [inputs] if singular else (inputs.tolist() if isinstance(inputs, np.ndarray) else list(inputs))
-        if not (language is None and pairs and all(_is_routed(pair) for pair in pairs)):
-            pairs = self._route_pairs(pairs, language)
-        scores = super().predict(pairs, *args, **kwargs)
+        singular = _is_single_pair(self, inputs)
+        if singular:
+            pairs = [inputs.tolist() if isinstance(inputs, np.ndarray) else inputs]
+        else:
+            pairs = inputs.tolist() if isinstance(inputs, np.ndarray) else list(inputs)
+        routed = route_pairs(self, [_carried_language(pair) for pair in pairs], language)
+        scores = super().predict(routed, *args, **kwargs)
         return scores[0] if singular else scores
 
     def rank(
         self, query: str, documents: Sequence[str], *args: Any, language: LanguageArg = None, **kwargs: Any
     ) -> list[dict[str, Any]]:
-        """Rank ``documents`` for ``query`` as ``CrossEncoder.rank`` does; ``language`` is per call or per document."""
+        """Rank ``documents`` for ``query`` as ``CrossEncoder.rank`` does.
+
+        Args:
+            query: The query.
+            documents: The passages to rank.
+            language: As for :meth:`predict`; a list is aligned with ``documents``, and
+                ``"auto"`` detects each document's language.
+            *args, **kwargs: Everything ``CrossEncoder.rank`` takes (``top_k``,
+                ``return_documents``, ``batch_size``, ``pool``, ...).
+
+        Returns:
+            ``[{"corpus_id": i, "score": s, ("text": documents[i])}, ...]``, best first.
+        """
         documents = list(documents)
-        pairs = self._route_pairs([(query, document) for document in documents], language)
-        routed_documents = [RoutedText(document, pair.lang_id) for document, pair in zip(documents, pairs)]
-        results = super().rank(query, routed_documents, *args, **kwargs)
+        routed = route_pairs(self, [(query, document) for document in documents], language)
+        # Stock rank() builds its own pairs from the documents: each document carries its adapter.
+        carried = [RoutedText(document, pair.lang_id) for document, pair in zip(documents, routed)]
+        results = super().rank(query, carried, *args, **kwargs)
         for result in results:
             if "text" in result:
                 result["text"] = documents[result["corpus_id"]]
         return results
 
-    def _route_pairs(self, pairs: list, language: LanguageArg) -> list[RoutedPair]:
-        def passages(positions: list[int]) -> list[str]:
-            return [_detection_text(pairs[i]) for i in positions]
-
-        codes = self._resolve_input_languages(language, len(pairs), passages)
-        return route_inputs(pairs, codes, self.languages)
-
     def preprocess(self, inputs: Sequence[Any], prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:
-        """Tokenize as ``CrossEncoder`` does and add XMOD's ``lang_ids`` from the routed pairs."""
+        """Tokenize as ``CrossEncoder`` does and add XMOD's ``lang_ids`` from the routed pairs.
+
+        Pairs without an adapter (training through the stock data collator) get no ``lang_ids``,
+        so XMOD uses the checkpoint's default language for them, as in a stock ``CrossEncoder``.
+        """
         features = super().preprocess(inputs, prompt=prompt, **kwargs)
-        lang_ids = routed_lang_ids([_pair_lang(pair) for pair in inputs], len(self.languages))
-        if lang_ids is not None:
+        lang_ids = routed_lang_ids(inputs, len(self.languages))
+        if lang_ids is not None and features:
             features["lang_ids"] = lang_ids
         return features
 
     @staticmethod
     def _input_length(sample: Any) -> int:
-        """Sort key: language first, then length, so batches hold long runs of one adapter."""
-        lang_id = getattr(_pair_lang(sample), "lang_id", 0)
-        return lang_id * _LANGUAGE_SORT_STRIDE + BaseModel._input_length(sample)
+        """Sort key of ``CrossEncoder``'s batching: adapter first, then length (see ``language_major_length``)."""
+        return language_major_length(sample, BaseModel._input_length(sample))
 
 
-class _LangCarrier:
-    __slots__ = ("lang_id",)
+def _is_single_pair(model: CrossEncoder, inputs: Any) -> bool:
+    """Stock ``is_singular_input``, except that a list holding any pair is a batch.
 
-    def __init__(self, lang_id: int) -> None:
-        self.lang_id = lang_id
+    Stock looks only at the first element, so ``[None, ("q", "p")]`` would count as one pair and
+    the error would name the wrong input.
+    """
+    if not model.is_singular_input(inputs):
+        return False
+    return not (isinstance(inputs, (list, tuple)) and any(isinstance(item, (list, tuple)) for item in inputs))
 
 
-def _pair_lang(pair: Any) -> object:
-    """Whatever carries the pair's language: the pair itself, or its routed passage (from ``rank``)."""
-    if isinstance(pair, RoutedPair):
-        return pair
-    if isinstance(pair, (list, tuple)) and len(pair) == 2 and isinstance(pair[1], RoutedText):
-        return _LangCarrier(pair[1].lang_id)
+def _carried_language(pair: Any) -> Any:
+    """A ``[query, document]`` pair built by stock ``rank`` from a routed document, as a routed pair."""
+    if (
+        not isinstance(pair, RoutedPair)
+        and isinstance(pair, (list, tuple))
+        and len(pair) == 2
+        and isinstance(pair[1], RoutedText)
+    ):
+        return RoutedPair((pair[0], str(pair[1])), pair[1].lang_id)
     return pair
-
-
-def _is_routed(pair: Any) -> bool:
-    return hasattr(_pair_lang(pair), "lang_id")
-
-
-def _detection_text(pair: Sequence[str]) -> str:
-    """The passage, or the query when the passage is empty: passages are longer and identify better."""
-    query, passage = pair
-    return passage if isinstance(passage, str) and passage.strip() else query
-

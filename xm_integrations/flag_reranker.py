@@ -1,0 +1,313 @@
+"""Mono-XM (and any XMOD cross-encoder) as a FlagEmbedding ``FlagReranker`` with a language per pair.
+
+Requires the optional extra ``flag`` (``pip install xm-integrations[flag]``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import traceback
+import uuid
+from multiprocessing import Queue
+from typing import Any
+
+import numpy as np
+import torch
+try:
+    from FlagEmbedding.inference.reranker.encoder_only.base import BaseReranker as FlagReranker
+    from FlagEmbedding.utils.tokenizer_compat import pad_with_compat, prepare_for_model_compat
+except ImportError as exc:  # the optional extra
+    raise ImportError(
+        "XMFlagReranker needs FlagEmbedding >= 1.4: pip install 'xm-integrations[flag]'."
+    ) from exc
+from tqdm import tqdm, trange
+from transformers import XmodPreTrainedModel
+
+from xm_integrations.reranking import language_major_order, max_input_tokens, route_pairs
+from xm_integrations.routing import LanguageArg, RoutedPair
+from xm_integrations.xmod_language import XmodLanguageMixin, find_xmod_model, install_language_resolution
+
+__all__ = ["XMFlagReranker"]
+
+logger = logging.getLogger(__name__)
+
+#: How often the caller checks that pool workers are alive while it waits for their results.
+_POLL_SECONDS = 0.5
+
+
+class XMFlagReranker(XmodLanguageMixin, FlagReranker):
+    """FlagEmbedding's ``FlagReranker`` for XMOD rerankers such as ``antoinelouis/mono-xm``.
+
+    A stock ``FlagReranker`` cannot choose an XMOD adapter: extra constructor arguments are
+    stored and ignored, and ``compute_score`` keyword arguments reach the tokenizer, never the
+    model. This class keeps every stock argument and adds the language:
+
+    * ``language=`` on the constructor, :meth:`set_default_language`, :attr:`default_language`
+      and :attr:`languages`, as in :class:`~xm_integrations.MonoXM`; the model card's
+      ``reranker.model.set_default_language("fr_FR")`` resolves aliases on this instance.
+    * :meth:`compute_score` takes ``language=``: one language for the call, a list aligned with
+      the pairs, or ``"auto"`` (detected from each passage, or from the query when the passage is
+      blank). Pairs of different languages share batches; each goes through its own adapter.
+    * With several devices, languages are resolved and checked before anything is sent to the
+      worker processes, and a worker error (or a dead worker) reaches the caller within about a
+      second instead of leaving it waiting forever.
+
+    Truncation follows stock FlagEmbedding: the query is cut to ``query_max_length`` tokens
+    (3/4 of ``max_length`` by default), the passage to ``max_length``, then the pair with its
+    special tokens to ``max_length`` by cutting the passage only. ``max_length`` (512 by default)
+    is capped at the 512 positions an XMOD model can embed.
+
+    After ``import xm_integrations``, ``FlagAutoReranker.from_finetuned("antoinelouis/mono-xm")``
+    returns this class.
+    """
+
+    def __init__(self, model_name_or_path: str, *args: Any, language: str | None = None, **kwargs: Any) -> None:
+        """Load a checkpoint as ``FlagReranker`` does.
+
+        Args:
+            model_name_or_path: A Hub repo id or a local folder.
+            *args: Stock positional arguments (``use_fp16``, ...).
+            language: The default adapter, in any form :func:`~xm_integrations.resolve_language`
+                accepts; the checkpoint's ``default_language`` when omitted.
+            **kwargs: Every keyword argument of ``FlagReranker`` (``devices``, ``batch_size``,
+                ``max_length``, ``normalize``, ``query_max_length``, ...).
+
+        Raises:
+            TypeError: ``default_language=`` was given (stock ``FlagReranker`` silently ignores it;
+                use ``language=``), or the checkpoint is not an XMOD model.
+            UnknownLanguageError: the checkpoint has no adapter for ``language``.
+        """
+        self.pool = None  # stock __del__ reads it, even when loading fails
+        if "default_language" in kwargs:
+            raise TypeError(
+                "XMFlagReranker takes language=..., not default_language= (which stock FlagReranker would "
+                "silently ignore); e.g. XMFlagReranker(path, language='fr')."
+            )
+        super().__init__(model_name_or_path, *args, **kwargs)
+        xmod = self._xmod_model()
+        install_language_resolution(xmod)
+        limit = max_input_tokens(xmod.config)
+        if limit is not None and self.max_length > limit:
+            logger.warning("max_length=%s exceeds the %s tokens XMOD can embed; using %s.", self.max_length, limit, limit)
+            self.max_length = limit
+        if language is not None:
+            self.set_default_language(language)
+
+    def _xmod_model(self) -> XmodPreTrainedModel:
+        return find_xmod_model(self.model)
+
+    def compute_score(
+        self,
+        sentence_pairs: list[tuple[str, str]] | tuple[str, str],
+        *,
+        language: LanguageArg = None,
+        **kwargs: Any,
+    ) -> list[float] | np.ndarray:
+        """Score (query, passage) pairs as ``FlagReranker.compute_score`` does, with ``language=``.
+
+        Args:
+            sentence_pairs: One pair or a list of pairs; every query and passage a ``str``
+                (empty strings are scored).
+            language: ``None`` (the default language), one language for every pair, a list
+                aligned with the pairs (entries may be ``None`` or ``"auto"``), or ``"auto"``.
+            **kwargs: As for stock: ``batch_size``, ``max_length``, ``query_max_length``,
+                ``normalize`` (sigmoid of the raw logits); any other goes to the tokenizer.
+
+        Returns:
+            One score per pair, in input order, as stock returns them: a list on one device,
+            an array with several (an empty list for no pairs).
+
+        Raises:
+            UnknownLanguageError: a language has no adapter in the checkpoint.
+            MissingLanguageError: no language given and the checkpoint has no default.
+            ValueError: a list of languages whose length differs from the number of pairs.
+            TypeError: an input is not a pair of two strings (the message names its index).
+            RuntimeError: a pool worker failed or died (its error is in the message).
+        """
+        if isinstance(sentence_pairs, (list, tuple)) and sentence_pairs and isinstance(sentence_pairs[0], str):
+            sentence_pairs = [sentence_pairs]  # one pair, as stock accepts it
+        pairs = list(sentence_pairs)
+        routed = route_pairs(self, pairs, language)
+        if not routed:
+            return []
+        # Instructions change the texts, not the language: detection and routing used the originals.
+        detailed = self.get_detailed_inputs([tuple(pair) for pair in routed])
+        routed = [RoutedPair(tuple(pair), original.lang_id) for pair, original in zip(detailed, routed)]
+        if len(self.target_devices) == 1:
+            return self.compute_score_single_gpu(routed, device=self.target_devices[0], **kwargs)
+        if self.pool is None:
+            self.pool = self.start_multi_process_pool()
+        return self.encode_multi_process(routed, self.pool, **kwargs)
+
+    @torch.no_grad()
+    def compute_score_single_gpu(
+        self,
+        sentence_pairs: list[tuple[str, str]] | tuple[str, str],
+        batch_size: int | None = None,
+        query_max_length: int | None = None,
+        max_length: int | None = None,
+        normalize: bool | None = None,
+        device: str | None = None,
+        **kwargs: Any,
+    ) -> list[float]:
+        """Stock single-device scoring, with XMOD's ``lang_ids`` added to every batch.
+
+        Tokenization and truncation are FlagEmbedding's (see the class docstring). Batches are
+        cut after sorting by adapter, then longest first. Pairs that carry no adapter (a direct
+        call with plain pairs) use the default language.
+
+        Unlike stock, a failing forward pass is not retried with smaller batches for any
+        ``RuntimeError`` (which hides real errors and loops forever once the batch size reaches
+        0); only an out-of-memory error halves the batch.
+        """
+        batch_size = self.batch_size if batch_size is None else batch_size
+        max_length = self.max_length if max_length is None else max_length
+        if query_max_length is None:
+            query_max_length = self.query_max_length if self.query_max_length is not None else max_length * 3 // 4
+        normalize = self.normalize if normalize is None else normalize
+        device = self.target_devices[0] if device is None else device
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
+
+        if isinstance(sentence_pairs, (list, tuple)) and sentence_pairs and isinstance(sentence_pairs[0], str):
+            sentence_pairs = [sentence_pairs]
+        pairs = route_pairs(self, list(sentence_pairs), None)
+        if not pairs:
+            return []
+
+        if device == "cpu":
+            self.use_fp16 = False
+        if self.use_fp16:
+            self.model.half()
+        self.model.to(device)
+        self.model.eval()
+
+        all_inputs = []
+        for start in trange(0, len(pairs), batch_size, desc="pre tokenize", disable=len(pairs) < batch_size):
+            chunk = pairs[start:start + batch_size]
+            queries = self.tokenizer([pair[0] for pair in chunk], return_tensors=None, add_special_tokens=False,
+                                     max_length=query_max_length, truncation=True, **kwargs)["input_ids"]
+            passages = self.tokenizer([pair[1] for pair in chunk], return_tensors=None, add_special_tokens=False,
+                                      max_length=max_length, truncation=True, **kwargs)["input_ids"]
+            for query_ids, passage_ids in zip(queries, passages):
+                all_inputs.append(prepare_for_model_compat(
+                    self.tokenizer, query_ids, passage_ids, truncation="only_second", max_length=max_length,
+                    padding=False,
+                ))
+
+        lang_ids = torch.tensor([pair.lang_id for pair in pairs], dtype=torch.long)
+        order = language_major_order(lang_ids.tolist(), [len(item["input_ids"]) for item in all_inputs])
+        scores = np.empty(len(pairs), dtype=np.float64)
+        start = 0
+        with tqdm(total=len(order), desc="Compute Scores", disable=len(order) < batch_size) as progress:
+            while start < len(order):
+                positions = order[start:start + batch_size]
+                try:
+                    logits = self._score_batch([all_inputs[i] for i in positions], lang_ids[positions], device, kwargs)
+                except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError since torch 2.5
+                    if batch_size == 1:
+                        raise
+                    batch_size = max(1, batch_size // 2)
+                    logger.warning("Out of memory on %s; retrying with batch_size=%s.", device, batch_size)
+                    continue
+                scores[positions] = logits
+                start += len(positions)
+                progress.update(len(positions))
+
+        if normalize:
+            return [float(1 / (1 + np.exp(-score))) for score in scores]
+        return scores.tolist()
+
+    def _score_batch(
+        self, items: list[dict[str, Any]], lang_ids: torch.Tensor, device: str, kwargs: dict[str, Any]
+    ) -> np.ndarray:
+        """Raw logits of one batch of tokenized pairs, through their adapters."""
+        inputs = pad_with_compat(self.tokenizer, items, padding=True, return_tensors="pt", **kwargs).to(device)
+        logits = self.model(**inputs, lang_ids=lang_ids.to(device), return_dict=True).logits
+        return logits.view(-1).float().cpu().numpy()
+
+    def start_multi_process_pool(self) -> dict[str, Any]:
+        """Stock pool (one spawned process per device, each holding a pickled copy of this reranker),
+        with workers that report errors instead of exiting silently."""
+        logger.info("Start multi-process pool on devices: %s", ", ".join(map(str, self.target_devices)))
+        self.model.to("cpu")
+        self.model.share_memory()
+        ctx = torch.multiprocessing.get_context("spawn")
+        input_queue, output_queue = ctx.Queue(), ctx.Queue()
+        processes = []
+        for device in tqdm(self.target_devices, desc="initial target device"):
+            process = ctx.Process(target=_pool_worker, args=(device, self, input_queue, output_queue), daemon=True)
+            process.start()
+            processes.append(process)
+        return {"input": input_queue, "output": output_queue, "processes": processes}
+
+    def encode_multi_process(self, sentence_pairs: list, pool: dict[str, Any], **kwargs: Any) -> np.ndarray:
+        """Score routed pairs in the pool; one chunk per worker, as stock.
+
+        Results are tagged with this call's id, so the results of a call abandoned on an error
+        never mix with a later call's. While waiting, the caller checks every
+        ``_POLL_SECONDS`` that the workers are alive.
+
+        Raises:
+            RuntimeError: a worker raised (its traceback is in the message) or died.
+        """
+        self._raise_if_dead(pool)
+        call = uuid.uuid4().hex
+        chunk_size = math.ceil(len(sentence_pairs) / len(pool["processes"]))
+        chunks = [sentence_pairs[start:start + chunk_size] for start in range(0, len(sentence_pairs), chunk_size)]
+        for chunk_id, chunk in enumerate(chunks):
+            pool["input"].put([call, chunk_id, chunk, kwargs])
+        results: dict[int, list[float]] = {}
+        with tqdm(total=len(chunks), desc="Chunks", disable=len(chunks) < 2) as progress:
+            while len(results) < len(chunks):
+                result_call, chunk_id, scores, error = self._next_result(pool)
+                if result_call != call:
+                    continue  # left over from a call that failed earlier
+                if error is not None:
+                    raise RuntimeError(f"A {type(self).__name__} pool worker failed on chunk {chunk_id}:\n{error}")
+                results[chunk_id] = scores
+                progress.update(1)
+        return np.concatenate([np.asarray(results[chunk_id], dtype=np.float64) for chunk_id in range(len(chunks))])
+
+    def _next_result(self, pool: dict[str, Any]) -> list[Any]:
+        """The next worker result, or an error as soon as a worker is found dead."""
+        while True:
+            try:
+                return pool["output"].get(timeout=_POLL_SECONDS)
+            except queue.Empty:
+                self._raise_if_dead(pool)
+
+    def _raise_if_dead(self, pool: dict[str, Any]) -> None:
+        """Raise if a worker has died; a pool with a dead worker is stopped, so the next call starts afresh.
+
+        It cannot be reused: its queue may hold chunks that no one will take.
+        """
+        dead = [process for process in pool["processes"] if not process.is_alive()]
+        if dead:
+            details = ", ".join(f"pid {process.pid} (exit code {process.exitcode})" for process in dead)
+            if pool is self.pool:
+                self.stop_self_pool()
+            raise RuntimeError(
+                f"{len(dead)} {type(self).__name__} pool worker(s) died: {details}. The pool was stopped; "
+                "the next call starts a new one."
+            )
+
+
+def _pool_worker(device: str, reranker: XMFlagReranker, input_queue: Queue, output_queue: Queue) -> None:
+    """Score chunks until terminated; report every failure as a result, then keep serving.
+
+    The stock worker ends its loop on any exception without a word, and the caller then waits
+    forever for the missing chunk.
+    """
+    while True:
+        call, chunk_id, pairs, kwargs = input_queue.get()
+        try:
+            scores = reranker.compute_score_single_gpu(pairs, device=device, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - every error must reach the caller
+            logger.exception("Error in %s pool worker on %s", type(reranker).__name__, device)
+            output_queue.put([call, chunk_id, None, "".join(traceback.format_exception(exc))])
+        else:
+            output_queue.put([call, chunk_id, scores, None])
+

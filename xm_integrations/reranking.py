@@ -1,0 +1,128 @@
+"""What every XMOD reranker wrapper shares: checking pairs, choosing each pair's adapter, batching order, length limit.
+
+:class:`~xm_integrations.mono_xm.MonoXM` (sentence-transformers) and
+:class:`~xm_integrations.flag_reranker.XMFlagReranker` (FlagEmbedding) score (query, passage) pairs
+with different batching machinery, but must agree on which adapter a pair gets, on what counts as
+bad input, and on the longest input the model can embed. Keeping those rules here keeps the two
+classes from drifting apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from xm_integrations.routing import LanguageArg, RoutedPair, check_lang_ids, route_inputs
+from xm_integrations.xmod_language import XmodLanguageMixin
+
+__all__ = [
+    "check_pairs",
+    "detection_text",
+    "language_major_order",
+    "max_input_tokens",
+    "pair_languages",
+    "route_pairs",
+]
+
+
+def check_pairs(pairs: Sequence[Any]) -> list[tuple[str, str]]:
+    """Every input as a ``(query, passage)`` tuple of two strings, or an error naming the first bad one.
+
+    The tokenizers' own errors for ``None`` or a number ("TextEncodeInput must be ...") say neither
+    which input is wrong nor what to do, and a pair of three texts would be silently cut.
+
+    Raises:
+        TypeError: an input is not a pair of two strings; the message names its index.
+    """
+    checked: list[tuple[str, str]] = []
+    for index, pair in enumerate(pairs):
+        if isinstance(pair, (str, bytes)) or not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            shown = f"{type(pair).__name__} of length {len(pair)}" if isinstance(pair, (tuple, list)) else repr(pair)
+            raise TypeError(
+                f"Input {index} is {shown}; every input must be a (query, passage) pair of two strings."
+            )
+        for part, name in zip(pair, ("query", "passage")):
+            if not isinstance(part, str):
+                raise TypeError(
+                    f"Input {index} has a {name} of type {type(part).__name__} ({part!r}); queries and passages "
+                    "must be str (use '' for an empty text, which is scored)."
+                )
+        checked.append(pair if isinstance(pair, RoutedPair) else (pair[0], pair[1]))
+    return checked
+
+
+def detection_text(pair: Sequence[str]) -> str:
+    """The text that ``language="auto"`` detects a pair's language from.
+
+    The passage, because it is longer than the query and identifies its language far more
+    reliably; the query when the passage is blank. A Mono-XM pair goes through one adapter, and
+    the passage is most of its tokens.
+    """
+    query, passage = pair
+    return passage if passage.strip() else query
+
+
+def pair_languages(model: XmodLanguageMixin, pairs: Sequence[Sequence[str]], language: LanguageArg) -> list[str]:
+    """The adapter code of every pair, from ``language`` as :meth:`MonoXM.predict` documents it.
+
+    Resolved once in the calling process, before any batching or dispatch to worker processes,
+    so that a bad language fails at once and "auto" runs once, whatever the pool.
+    """
+    return model._resolve_input_languages(language, len(pairs), lambda positions: [
+        detection_text(pairs[index]) for index in positions
+    ])
+
+
+def route_pairs(model: XmodLanguageMixin, pairs: Sequence[Any], language: LanguageArg) -> list[RoutedPair]:
+    """Check ``pairs`` and attach its adapter index to each (see :mod:`xm_integrations.routing`).
+
+    Pairs that already carry an adapter index keep it when ``language`` is ``None`` (they were
+    routed by an earlier call, e.g. ``rank`` calling ``predict``); the index is still checked
+    against the checkpoint, because XMOD silently zeroes the adapter of an out-of-range index.
+    """
+    checked = check_pairs(pairs)
+    if language is None and checked and all(isinstance(pair, RoutedPair) for pair in checked):
+        check_lang_ids_of(checked, len(model.languages))
+        return checked  # type: ignore[return-value]
+    codes = pair_languages(model, checked, language)
+    return route_inputs(checked, codes, model.languages)
+
+
+def check_lang_ids_of(pairs: Sequence[RoutedPair], num_languages: int) -> None:
+    """Refuse pre-routed pairs whose adapter index the checkpoint does not have."""
+    import torch
+
+    check_lang_ids(torch.tensor([pair.lang_id for pair in pairs], dtype=torch.long), num_languages)
+
+
+def language_major_order(lang_ids: Sequence[int], lengths: Sequence[int]) -> np.ndarray:
+    """Positions sorted by adapter, then longest first: the order in which to cut batches.
+
+    Length sorting keeps padding low, as both libraries already do. Grouping by adapter first
+    puts each language in as few consecutive runs as possible: transformers versions that apply
+    adapters per run of equal ids (``unique_consecutive``) then make one adapter call per language
+    in a batch, not one per alternation, and in the other versions it costs nothing. A batch still
+    mixes languages where one language's run ends, so nothing is ever split per language.
+    """
+    lang_ids = np.asarray(lang_ids, dtype=np.int64)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if not len(lang_ids):
+        return np.zeros(0, dtype=np.int64)
+    return np.lexsort((-lengths, lang_ids))
+
+
+def max_input_tokens(config: Any) -> int | None:
+    """The longest input, in tokens with the special ones, that an XMOD model can embed.
+
+    XMOD numbers positions as RoBERTa does, from ``pad_token_id + 1``, so of the
+    ``max_position_embeddings`` (514) only 512 are usable. sentence-transformers caps inputs at
+    ``max_position_embeddings`` itself, which fails with an index error on long inputs whenever the
+    tokenizer does not set ``model_max_length`` (the tiny test checkpoints do not).
+    """
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions is None:
+        return None
+    pad = getattr(config, "pad_token_id", None)
+    return positions - (pad + 1 if pad is not None else 0)
