@@ -140,3 +140,13 @@ def test_a_pipeline_written_for_flag_reranker_runs_unchanged(reranker, tmp_path)
     stock_call = inspect.signature(flag.compute_score_single_gpu).parameters
     call = inspect.signature(XMColBERTReranker.compute_score).parameters
     assert {"sentence_pairs", "batch_size", "query_max_length", "max_length", "normalize"} <= set(stock_call) & set(call)
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+def test_fp16_on_an_accelerator_stays_close_to_colbert_ai(tiny_colbert_xm):
+    reranker = XMColBERTReranker(str(tiny_colbert_xm), use_fp16=True, devices=[0], language="fr")
+    assert reranker.use_fp16 and reranker.model.device.type == "cuda"
+    index_pairs = [(0, 0), (0, 3), (3, 4)]
+    scores = reranker.compute_score([(QUERIES[q], DOCUMENTS[d]) for q, d in index_pairs])
+    expected = [expected_score(q, d, "fr_XX") for q, d in index_pairs]
+    np.testing.assert_allclose(scores, expected, rtol=2e-2, atol=5e-2)
