@@ -361,6 +361,15 @@ def test_two_process_pool(tiny_mono_xm: Path, reference: Reference) -> None:
         # ... and the pool still serves.
         again = call_with_timeout(lambda: model.predict(PAIRS, language="de", pool=pool, chunk_size=2), 60)
         np.testing.assert_allclose(again, default, atol=1e-6)
+
+        # Dead workers are noticed within seconds instead of leaving the caller waiting.
+        for process in pool["processes"]:
+            process.kill()
+            process.join()
+        began = time.monotonic()
+        with pytest.raises(RuntimeError, match="died"):
+            call_with_timeout(lambda: model.predict(PAIRS, language="de", pool=pool), 30)
+        assert time.monotonic() - began < 10
     finally:
         model.stop_multi_process_pool(pool)
 

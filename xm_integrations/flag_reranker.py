@@ -25,7 +25,7 @@ except ImportError as exc:  # the optional extra
 from tqdm import tqdm, trange
 from transformers import XmodPreTrainedModel
 
-from xm_integrations.reranking import language_major_order, max_input_tokens, route_pairs
+from xm_integrations.reranking import check_workers_alive, language_major_order, max_input_tokens, route_pairs
 from xm_integrations.routing import LanguageArg, RoutedPair
 from xm_integrations.xmod_language import XmodLanguageMixin, find_xmod_model, install_language_resolution
 
@@ -284,15 +284,13 @@ class XMFlagReranker(XmodLanguageMixin, FlagReranker):
 
         It cannot be reused: its queue may hold chunks that no one will take.
         """
-        dead = [process for process in pool["processes"] if not process.is_alive()]
-        if dead:
-            details = ", ".join(f"pid {process.pid} (exit code {process.exitcode})" for process in dead)
+        try:
+            check_workers_alive(pool["processes"], type(self).__name__)
+        except RuntimeError as exc:
             if pool is self.pool:
                 self.stop_self_pool()
-            raise RuntimeError(
-                f"{len(dead)} {type(self).__name__} pool worker(s) died: {details}. The pool was stopped; "
-                "the next call starts a new one."
-            )
+                raise RuntimeError(f"{exc} (The pool was stopped; the next call starts a new one.)") from None
+            raise
 
 
 def _pool_worker(device: str, reranker: XMFlagReranker, input_queue: Queue, output_queue: Queue) -> None:

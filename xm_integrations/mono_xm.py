@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 import logging
+import queue
+import time
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from sentence_transformers import CrossEncoder
 from sentence_transformers.base.model import BaseModel
 from transformers import XmodPreTrainedModel
 
-from xm_integrations.reranking import max_input_tokens, route_pairs
+from xm_integrations.reranking import check_workers_alive, max_input_tokens, route_pairs
 from xm_integrations.routing import LanguageArg, RoutedPair, RoutedText, language_major_length, routed_lang_ids
 from xm_integrations.xmod_language import XmodLanguageMixin, find_xmod_model, install_language_resolution
 
 __all__ = ["MonoXM"]
 
 logger = logging.getLogger(__name__)
+
+#: How often a caller waiting on pool results checks that the workers are alive.
+_POLL_SECONDS = 0.5
+
+#: sentence-transformers before 6.2 (the GPU machines run 6.0.1) ends a pool worker on its first
+#: error, so the remaining chunks are never answered and the caller waits forever.
+_LEGACY_POOL = not hasattr(BaseModel, "_report_worker_failure")
 
 
 class MonoXM(XmodLanguageMixin, CrossEncoder):
@@ -154,6 +165,58 @@ class MonoXM(XmodLanguageMixin, CrossEncoder):
             features["lang_ids"] = lang_ids
         return features
 
+    def _multi_process(
+        self,
+        inputs: Sequence[Any],
+        show_progress_bar: bool | None = True,
+        pool: dict[str, Any] | None = None,
+        device: Any = None,
+        chunk_size: int | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Stock multi-process scoring, waiting on results in a way that notices dead workers.
+
+        The pairs arrive here already routed (languages resolved and checked in this process),
+        so workers only score them. sentence-transformers 6.2 also checks worker liveness; older
+        versions wait on the results queue forever, so the queue is watched here for both.
+        """
+        if not inputs:
+            return super()._multi_process(inputs, show_progress_bar=show_progress_bar, pool=pool, device=device,
+                                          chunk_size=chunk_size, **kwargs)
+        created = pool is None and isinstance(device, list) and len(device) > 0
+        if created:
+            pool = self.start_multi_process_pool(device)
+        try:
+            watched = {**pool, "output": _WatchedQueue(pool["output"], pool["processes"], type(self).__name__)}
+            return super()._multi_process(inputs, show_progress_bar=show_progress_bar, pool=watched, device=device,
+                                          chunk_size=chunk_size, **kwargs)
+        finally:
+            if created:
+                self.stop_multi_process_pool(pool)
+
+    if _LEGACY_POOL:
+
+        @staticmethod
+        def _multi_process_worker(target_device: str, model: MonoXM, input_queue: Any, results_queue: Any) -> None:
+            """sentence-transformers < 6.2's worker, except that it reports an error and keeps serving.
+
+            The stock one exits after reporting, so once every worker has met an error no one
+            answers the remaining chunks.
+            """
+            while True:
+                chunk_id, pairs, kwargs = input_queue.get()
+                try:
+                    scores = model.predict(pairs, device=target_device, **kwargs)
+                    if isinstance(scores, torch.Tensor):
+                        scores = scores.cpu()
+                    elif isinstance(scores, list):
+                        scores = [score.cpu() if isinstance(score, torch.Tensor) else score for score in scores]
+                except Exception as exc:  # noqa: BLE001 - every error must reach the caller
+                    logger.error("Error in worker process on %s: %s", target_device, exc)
+                    results_queue.put([chunk_id, None, "".join(traceback.format_exception(exc))])
+                else:
+                    results_queue.put([chunk_id, scores])
+
     @staticmethod
     def _input_length(sample: Any) -> int:
         """Sort key of ``CrossEncoder``'s batching: adapter first, then length (see ``language_major_length``)."""
@@ -181,3 +244,26 @@ def _carried_language(pair: Any) -> Any:
     ):
         return RoutedPair((pair[0], str(pair[1])), pair[1].lang_id)
     return pair
+
+
+class _WatchedQueue:
+    """A pool's results queue whose ``get`` raises once a worker has died instead of blocking forever."""
+
+    def __init__(self, results: Any, processes: Sequence[Any], owner: str) -> None:
+        self._results = results
+        self._processes = processes
+        self._owner = owner
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = _POLL_SECONDS if deadline is None else max(0.0, min(_POLL_SECONDS, deadline - time.monotonic()))
+            try:
+                return self._results.get(block, wait)
+            except queue.Empty:
+                check_workers_alive(self._processes, self._owner)
+                if not block or (deadline is not None and time.monotonic() >= deadline):
+                    raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._results, name)

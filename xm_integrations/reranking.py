@@ -19,6 +19,7 @@ from xm_integrations.xmod_language import XmodLanguageMixin
 
 __all__ = [
     "check_pairs",
+    "check_workers_alive",
     "detection_text",
     "language_major_order",
     "max_input_tokens",
@@ -126,3 +127,17 @@ def max_input_tokens(config: Any) -> int | None:
         return None
     pad = getattr(config, "pad_token_id", None)
     return positions - (pad + 1 if pad is not None else 0)
+
+
+def check_workers_alive(processes: Sequence[Any], owner: str) -> None:
+    """Raise if a pool worker process has died (killed, out of memory, crashed).
+
+    A dead worker never answers: a caller that only waits on the results queue would wait forever.
+
+    Raises:
+        RuntimeError: naming each dead worker's pid and exit code.
+    """
+    dead = [process for process in processes if not process.is_alive()]
+    if dead:
+        details = ", ".join(f"pid {process.pid} (exit code {process.exitcode})" for process in dead)
+        raise RuntimeError(f"{len(dead)} {owner} pool worker(s) died: {details}. Stop the pool and start a new one.")
