@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Set everything up, then run the end-to-end demo on the bundled tiny models (no download).
+#
+# The tiny checkpoints have random weights: the scores mean nothing, the path is the point. They
+# are filed under their real repo ids in a private hub cache, so the commands below load
+# "antoinelouis/mono-xm" and "antoinelouis/colbert-xm" exactly as users do, with HF_HUB_OFFLINE=1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+PY="${XM_VENV:-.venv}/bin/python"
+DEMO=.demo
+"$PY" -m xm_integrations.testing build "$DEMO/models" --hub-cache "$DEMO/hub" 2>/dev/null
+export HF_HUB_OFFLINE=1 HF_HUB_CACHE="$PWD/$DEMO/hub" TOKENIZERS_PARALLELISM=false
+
+echo
+echo "== Mono-XM reranks a multilingual list; each passage through its own adapter (--language auto)"
+"$PY" -m xm_integrations rerank --model antoinelouis/mono-xm \
+    --query-file xm_integrations/data/demo_query.txt xm_integrations/data/demo_passages.jsonl \
+    --language auto --top-k 5 --format table --no-progress
+
+echo
+echo "== ColBERT-XM searches the same corpus in three languages, then Mono-XM reranks (--language auto)"
+"$PY" -m xm_integrations search xm_integrations/data/demo_passages.jsonl --model antoinelouis/colbert-xm \
+    -q 'When was the Eiffel Tower built?' -q 'Combien de caféine dans le thé vert ?' -q 'Was ist Photosynthese?' \
+    --language auto --top-k 3 --rerank --reranker antoinelouis/mono-xm --format table --no-progress
