@@ -41,6 +41,7 @@ __all__ = [
     "DatasetFormatError",
     "EvaluationResult",
     "RetrievalDataset",
+    "evaluate_model",
     "evaluate_run",
     "load_candidates",
     "load_datasets",
@@ -51,6 +52,7 @@ __all__ = [
     "rerank",
     "retrieve",
     "results_document",
+    "write_trec_run",
 ]
 
 Qrels = dict[str, dict[str, int]]
@@ -478,6 +480,95 @@ def results_document(
         "per_language": per_language,
         "average": {**average, "num_languages": len(results)},
     }
+
+
+def _candidates_for(dataset: RetrievalDataset, candidates: str | Path, single: bool) -> dict[str, list[str]]:
+    """A per-language folder's own candidates file (by name), or the given file for a single dataset."""
+    inside = dataset.path / candidates
+    if inside.is_file():
+        return load_candidates(inside)
+    if single and Path(candidates).is_file():
+        return load_candidates(candidates)
+    where = f"{inside}" if not single else f"{candidates} (or {inside})"
+    raise DatasetFormatError(f"No candidates file {where}; rerank needs one per dataset, e.g. a BM25 run in TREC format.")
+
+
+def evaluate_model(
+    model_name_or_path: str | Path,
+    dataset_path: str | Path,
+    *,
+    task: str | None = None,
+    candidates: str | Path | None = None,
+    language: str | None = None,
+    split: str = "test",
+    batch_size: int = 32,
+    top_k: int = 1000,
+    dataset_name: str | None = None,
+    dataset_id: str | None = None,
+    show_progress_bar: bool = True,
+    runs: dict[str, Run] | None = None,
+) -> dict[str, Any]:
+    """Evaluate a ColBERT-XM (full ranking) or Mono-XM (reranking) model on a local dataset; returns the results document.
+
+    Args:
+        model_name_or_path: A model folder or Hub repo id.
+        dataset_path: A dataset folder, or a folder of per-language dataset folders.
+        task: ``"retrieval"`` or ``"reranking"``; by default from the model (ColBERT-XM retrieves,
+            Mono-XM reranks).
+        candidates: For reranking: a candidates file (TREC run or ``qid docid`` lines); with
+            per-language folders, the name of the file inside each of them.
+        language: Overrides the language of every dataset (``"auto"`` detects per input); by default
+            each language folder's name, else the model's default language.
+        runs: If given, filled with each dataset's run (``{name: run}``), e.g. to save them.
+
+    Raises:
+        DatasetFormatError, ModelFolderError, UnknownLanguageError, ValueError: with what to fix.
+    """
+    from xm_integrations.hub.convert import resolve_source
+    from xm_integrations.hub.model_folder import ModelKind, read_model_folder
+
+    folder = read_model_folder(resolve_source(model_name_or_path))
+    retriever = folder.kind in (ModelKind.COLBERT_AI, ModelKind.COLBERT_XM)
+    task = task or ("retrieval" if retriever else "reranking")
+    if task == "retrieval" and not retriever:
+        raise ValueError(f"{model_name_or_path} is a {folder.kind.value} model; full-ranking retrieval needs ColBERT-XM. "
+                         "Use --task reranking with --candidates.")
+    if task == "reranking" and retriever:
+        raise ValueError(f"{model_name_or_path} is a ColBERT-XM retriever; evaluate it with --task retrieval.")
+    if task == "reranking" and folder.kind is not ModelKind.MONO_XM:
+        raise ValueError(f"{model_name_or_path} is not a cross-encoder (one output); reranking needs Mono-XM.")
+    if task == "reranking" and candidates is None:
+        raise ValueError("Reranking needs --candidates: the documents to rerank per query (a TREC run, e.g. BM25's).")
+    datasets = load_datasets(dataset_path, split=split)
+    if task == "retrieval":
+        from xm_integrations.colbert_xm import ColBERTXM
+
+        model: Any = ColBERTXM(str(folder.path))
+    else:
+        from xm_integrations.mono_xm import MonoXM
+
+        model = MonoXM(str(folder.path))
+    results: dict[str, EvaluationResult] = {}
+    for dataset in tqdm(datasets, desc="datasets", unit="dataset", disable=not show_progress_bar or len(datasets) < 2):
+        if task == "retrieval":
+            run = retrieve(model, dataset, top_k=top_k, language=language, batch_size=batch_size,
+                           show_progress_bar=show_progress_bar)
+        else:
+            run = rerank(model, dataset, _candidates_for(dataset, candidates, len(datasets) == 1),  # type: ignore[arg-type]
+                         language=language, batch_size=batch_size, show_progress_bar=show_progress_bar)
+        if runs is not None:
+            runs[dataset.name] = run
+        results[dataset.language or dataset.name] = evaluate_run(run, dataset.qrels)
+    return results_document(results, model=str(model_name_or_path), task=task,
+                            dataset_name=dataset_name or Path(dataset_path).name, dataset_id=dataset_id, split=split)
+
+
+def write_trec_run(run: Mapping[str, Mapping[str, float]], path: str | Path, tag: str = "xm-integrations") -> None:
+    """Write a run in TREC format (``qid Q0 docid rank score tag``), ranked as the metrics rank it."""
+    with Path(path).open("w", encoding="utf-8") as handle:
+        for query_id, scores in run.items():
+            for rank, doc_id in enumerate(rank_documents(scores), start=1):
+                handle.write(f"{query_id} Q0 {doc_id} {rank} {float(scores[doc_id]):.6f} {tag}\n")
 
 
 def iter_eval_entries(document: Mapping[str, Any]) -> Iterator[tuple[str | None, str, float]]:

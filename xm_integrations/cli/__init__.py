@@ -14,7 +14,7 @@ from collections.abc import Sequence
 __all__ = ["build_parser", "main"]
 
 #: Sub-command modules, in the order ``--help`` lists them.
-_COMMANDS: tuple[str, ...] = ("rerank", "search")
+_COMMANDS: tuple[str, ...] = ("rerank", "search", "convert", "evaluate", "push")
 
 
 def build_parser() -> argparse.ArgumentParser:

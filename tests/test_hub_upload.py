@@ -1,0 +1,244 @@
+"""Upload end to end against a loopback stand-in for the Hub that records what HfApi sends."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from huggingface_hub import ModelCard, constants
+
+from tests.hub_fixtures import SMALL_LANGUAGES, TOKEN, colbert_xm_fr, mono_xm_fr, mono_xm_small, validate_once  # noqa: F401
+from tests.hub_server import FakeHub
+from xm_integrations.hub import UploadError, ValidationError, push_to_hub
+from xm_integrations.hub.upload import MissingTokenError
+from xm_integrations.testing import build_tiny_colbert_xm
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def tree_digest(folder: Path) -> dict[str, str]:
+    """Every file below ``folder`` with its sha256, to prove a folder was left untouched."""
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture):
+    """A running fake Hub; huggingface_hub's offline switch (set for the whole suite) is lifted for it only."""
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    caplog.set_level(logging.DEBUG)
+    with FakeHub(token=TOKEN) as server:
+        yield server
+
+
+def assert_token_not_leaked(*texts: str) -> None:
+    for text in texts:
+        assert TOKEN not in text
+        assert TOKEN[3:15] not in text  # not even a piece of it
+
+
+def expected_files(folder: Path) -> set[str]:
+    """What must be committed: the folder's files, with README.md (the card) whether or not the folder had one."""
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} | {"README.md"}
+
+
+@pytest.mark.parametrize("folder_fixture", ["mono_xm_fr", "colbert_xm_fr"])
+def test_upload_is_one_commit_with_the_expected_files(folder_fixture: str, request: pytest.FixtureRequest, hub: FakeHub,
+                                                      capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture) -> None:
+    folder = request.getfixturevalue(folder_fixture)
+    before = tree_digest(folder)
+
+    result = push_to_hub(folder, "alice/model", endpoint=hub.endpoint, private=True)
+
+    commits = hub.commits("alice/model")
+    assert len(commits) == 1
+    assert [r.endpoint for r in hub.requests].count("commit") == 1
+    committed = commits[0].files
+    assert set(committed) == expected_files(folder) | {".gitattributes"}
+    for path, digest in before.items():
+        if path != "README.md":
+            assert hashlib.sha256(committed[path]).hexdigest() == digest, path
+    card = ModelCard(committed["README.md"].decode())
+    assert card.data.language[:3] == ["en", "id", "vi"]
+    assert result.changed and result.commit_url.endswith(commits[0].oid)
+    # The repo was created private, with the token from HF_TOKEN on every request.
+    create = next(r for r in hub.requests if r.endpoint == "create")
+    assert b'"visibility": "private"' in create.body or b'"visibility":"private"' in create.body
+    assert all(r.headers["authorization"] == f"Bearer {TOKEN}" for r in hub.requests)
+    assert tree_digest(folder) == before
+    out, err = capsys.readouterr()
+    assert_token_not_leaked(out, err, caplog.text)
+
+
+def test_rerunning_the_same_upload_changes_nothing(mono_xm_small: Path, validate_once: None, hub: FakeHub) -> None:
+    first = push_to_hub(mono_xm_small, "alice/mono", endpoint=hub.endpoint)
+    second = push_to_hub(mono_xm_small, "alice/mono", endpoint=hub.endpoint)
+
+    assert len(hub.commits("alice/mono")) == 1
+    assert [r.endpoint for r in hub.requests].count("commit") == 1
+    assert first.changed and not second.changed
+    # The second run asked which files exist (create answered 409, accepted) and sent no commit.
+    upload_steps = [r.endpoint for r in hub.requests if r.endpoint in ("create", "validate-yaml", "preupload", "commit")]
+    assert upload_steps == ["create", "validate-yaml", "preupload", "commit", "create", "validate-yaml", "preupload"]
+
+
+@pytest.mark.parametrize("failing", ["commit", "validate-yaml", "create"])
+def test_server_error_leaves_no_commit_and_no_local_change(failing: str, mono_xm_small: Path, validate_once: None, hub: FakeHub,
+                                                           capsys: pytest.CaptureFixture,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    before = tree_digest(mono_xm_small)
+    hub.fail(failing, status=500)
+
+    with pytest.raises(UploadError, match="nothing was committed") as error:
+        push_to_hub(mono_xm_small, "alice/mono", endpoint=hub.endpoint)
+
+    repo = hub.repos.get("alice/mono")
+    assert repo is None or hub.commits("alice/mono") == []
+    assert tree_digest(mono_xm_small) == before
+    out, err = capsys.readouterr()
+    assert_token_not_leaked(str(error.value), out, err, caplog.text)
+    # The failure is transient: the same call then succeeds with one commit.
+    push_to_hub(mono_xm_small, "alice/mono", endpoint=hub.endpoint)
+    assert len(hub.commits("alice/mono")) == 1
+
+
+def test_commit_failure_after_files_were_sent_commits_none_of_them(mono_xm_small: Path, validate_once: None, hub: FakeHub) -> None:
+    hub.fail("commit", status=500)
+    with pytest.raises(UploadError):
+        push_to_hub(mono_xm_small, "alice/mono", endpoint=hub.endpoint)
+    commit_request = next(r for r in hub.requests if r.endpoint == "commit")
+    sent = {line["value"]["path"] for line in commit_request.ndjson()[1:]}
+    assert sent == expected_files(mono_xm_small)  # every file was in the failed request...
+    assert set(hub.repos["alice/mono"].files("main")) == {".gitattributes"}  # ...and none of them landed
+
+
+def test_raw_colbert_ai_checkpoint_mismatch_uploads_nothing(tmp_path: Path, hub: FakeHub) -> None:
+    """A genuine mismatch: stock MultiVectorEncoder does not encode a colbert-ai checkpoint as colbert-ai did."""
+    raw = build_tiny_colbert_xm(tmp_path / "raw", languages=SMALL_LANGUAGES, default_language="fr_XX")
+    with pytest.raises(ValidationError, match="MISMATCH MultiVectorEncoder") as error:
+        push_to_hub(raw, "alice/raw", endpoint=hub.endpoint)
+    assert "xm-integrations convert" in str(error.value)
+    assert hub.requests == []
+
+
+def test_mono_xm_output_mismatch_uploads_nothing(mono_xm_small: Path, hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scores of ours that drift by 1e-3 from the stock CrossEncoder's are refused."""
+    from xm_integrations.mono_xm import MonoXM
+
+    original = MonoXM.predict
+    monkeypatch.setattr(MonoXM, "predict", lambda self, *a, **k: original(self, *a, **k) + 1e-3)
+    with pytest.raises(ValidationError, match="MISMATCH sentence-transformers CrossEncoder"):
+        push_to_hub(mono_xm_small, "alice/mono", endpoint=hub.endpoint)
+    assert hub.requests == []
+
+
+def test_folder_without_default_language_uploads_nothing(tiny_mono_xm: Path, hub: FakeHub) -> None:
+    with pytest.raises(ValidationError, match="Input language unknown"):
+        push_to_hub(tiny_mono_xm, "alice/mono", endpoint=hub.endpoint)
+    assert hub.requests == []
+
+
+def test_pull_request_and_branch(mono_xm_small: Path, validate_once: None, hub: FakeHub) -> None:
+    result = push_to_hub(mono_xm_small, "alice/mono", endpoint=hub.endpoint, create_pr=True)
+    repo = hub.repos["alice/mono"]
+    assert result.pr_url.endswith("/alice/mono/discussions/1")
+    assert set(repo.files("main")) == {".gitattributes"}  # main untouched
+    assert "README.md" in repo.files("refs/pr/1")
+
+    push_to_hub(mono_xm_small, "alice/mono", endpoint=hub.endpoint, revision="dev")
+    assert "README.md" in repo.files("dev") and set(repo.files("main")) == {".gitattributes"}
+
+
+def test_missing_token_is_explained(mono_xm_small: Path, validate_once: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    with pytest.raises(MissingTokenError, match="hf auth login"):
+        push_to_hub(mono_xm_small, "alice/mono", endpoint="http://127.0.0.1:9")
+
+
+# ----------------------------------------------------------------------------------------------
+# Dry run
+# ----------------------------------------------------------------------------------------------
+
+
+def test_dry_run_writes_exactly_what_is_committed(mono_xm_small: Path, validate_once: None, hub: FakeHub, tmp_path: Path) -> None:
+    out = tmp_path / "preview"
+    dry = push_to_hub(mono_xm_small, "alice/mono", dry_run_dir=out)
+    assert hub.requests == []  # a dry run talks to no one
+    push_to_hub(mono_xm_small, "alice/mono", endpoint=hub.endpoint)
+
+    committed = {path: data for path, data in hub.repos["alice/mono"].files("main").items() if path != ".gitattributes"}
+    written = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert written == committed
+    assert {f.path_in_repo: f.size for f in dry.files} == {path: len(data) for path, data in committed.items()}
+
+
+def test_failed_dry_run_leaves_nothing_behind(mono_xm_small: Path, validate_once: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    import xm_integrations.hub.upload as upload
+
+    calls = []
+
+    def failing_copy(source, target):
+        calls.append(source)
+        if len(calls) == 3:
+            raise OSError("disk full")
+        return shutil.copyfile(source, target)
+
+    monkeypatch.setattr(upload.shutil, "copyfile", failing_copy)
+    with pytest.raises(OSError, match="disk full"):
+        push_to_hub(mono_xm_small, "alice/mono", dry_run_dir=tmp_path / "preview")
+    assert list(tmp_path.iterdir()) == []  # neither the target nor a partial folder
+
+
+def test_dry_run_refuses_a_non_empty_folder_or_one_inside_the_model(mono_xm_small: Path, validate_once: None, tmp_path: Path) -> None:
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "keep.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="not empty"):
+        push_to_hub(mono_xm_small, "alice/mono", dry_run_dir=tmp_path / "busy")
+    assert (tmp_path / "busy" / "keep.txt").read_text() == "mine"
+    with pytest.raises(ValueError, match="inside the model folder"):
+        push_to_hub(mono_xm_small, "alice/mono", dry_run_dir=mono_xm_small / "preview")
+    assert not (mono_xm_small / "preview").exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# The command line, in its own process, with the token in the environment only
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_cli_push_in_its_own_process_never_prints_the_token(mono_xm_small: Path, tmp_path: Path) -> None:
+    """The script as users run it: token and endpoint from the environment, debug logging on."""
+    with FakeHub(token=TOKEN) as hub:
+        env = {**os.environ, "HF_TOKEN": TOKEN, "HF_ENDPOINT": hub.endpoint, "HF_HUB_OFFLINE": "0",
+               "HF_DEBUG": "1", "HF_HUB_VERBOSITY": "debug"}
+        command = [sys.executable, str(REPO_ROOT / "scripts" / "push_to_hub.py"), str(mono_xm_small), "alice/cli"]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert len(hub.commits("alice/cli")) == 1
+        assert "README.md" in done.stdout and "config.json" in done.stdout  # the file listing
+        assert "Committed to" in done.stdout
+        assert_token_not_leaked(done.stdout, done.stderr)
+
+
+def test_cli_push_failure_is_one_clear_line(mono_xm_small: Path, hub: FakeHub, validate_once: None,
+                                            monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    from xm_integrations.cli import main
+
+    monkeypatch.setattr(constants, "ENDPOINT", hub.endpoint)
+    hub.fail("commit", status=500)
+    assert main(["push", str(mono_xm_small), "alice/cli"]) == 1
+    out, err = capsys.readouterr()
+    assert err.startswith("xm-integrations push: error: Upload to alice/cli failed, nothing was committed")
+    assert "Traceback" not in err
+    assert_token_not_leaked(out, err)
+    assert hub.commits("alice/cli") == []
