@@ -134,3 +134,13 @@ def test_module_entry_point() -> None:
     result = subprocess.run([sys.executable, "-m", "xm_integrations", "rerank", "--help"], capture_output=True,
                             text=True, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert result.returncode == 0 and "--language" in result.stdout and "antoinelouis/mono-xm" in result.stdout
+
+
+def test_no_passages_on_a_terminal(capsys, monkeypatch) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stdin", Terminal())
+    code, out, err = run_cli(capsys, "-q", "query", "-l", "fr")
+    assert code == 2 and "no passages" in err and out == ""

@@ -150,6 +150,8 @@ def read_passages(lines: Iterable[str], input_format: str = "auto", source: str 
 
 def _open_passages(path: str) -> tuple[list[str], str]:
     if path == "-":
+        if sys.stdin is None or sys.stdin.isatty():
+            raise InputError("no passages: give a passages file, or pipe them on stdin.")
         return sys.stdin.readlines(), "<stdin>"
     try:
         with open(path, encoding="utf-8") as handle:
