@@ -6,6 +6,7 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from xm_integrations.evaluation import (
@@ -233,3 +234,114 @@ def test_results_document_averages_languages_equally() -> None:
     for metric in METRICS:
         assert document["average"][metric] == pytest.approx((small.mean[metric] + big.mean[metric]) / 2)
     assert document["per_language"]["de"]["num_queries"] == len(qrels)
+
+
+# ----------------------------------------------------------------------------------------------
+# Full ranking with ColBERT-XM, and the command line end to end
+# ----------------------------------------------------------------------------------------------
+
+
+def numpy_maxsim(query: np.ndarray, document: np.ndarray) -> float:
+    """ColBERT's score, written out: for each query token the best dot product over document tokens, summed."""
+    return float((query @ document.T).max(axis=1).sum())
+
+
+def test_retrieve_keeps_the_top_k_maxsim_documents_across_chunks(tiny_colbert_xm: Path) -> None:
+    from xm_integrations import ColBERTXM
+    from xm_integrations.evaluation import RetrievalDataset, retrieve
+    from xm_integrations.testing.corpus import SAMPLE_PASSAGES
+
+    passages = SAMPLE_PASSAGES["fr_XX"] + SAMPLE_PASSAGES["de_DE"]
+    dataset = RetrievalDataset(name="fr", path=Path("."), corpus={f"d{i}": p for i, p in enumerate(passages)},
+                               queries={"q1": "Combien de caféine dans le thé vert ?", "q2": "La tour Eiffel"},
+                               qrels={"q1": {"d3": 1}, "q2": {"d0": 1}}, language="fr")
+    model = ColBERTXM(str(tiny_colbert_xm))
+
+    run = retrieve(model, dataset, top_k=3, chunk_size=2, show_progress_bar=False)  # 8 documents in 4 chunks
+
+    documents = [d.numpy() for d in model.encode_document(passages, language="fr_XX", show_progress_bar=False)]
+    for query_id, text in dataset.queries.items():
+        query = model.encode_query([text], language="fr_XX", show_progress_bar=False)[0].numpy()
+        expected = sorted(((numpy_maxsim(query, doc), f"d{i}") for i, doc in enumerate(documents)), reverse=True)[:3]
+        assert set(run[query_id]) == {doc_id for _, doc_id in expected}
+        for score, doc_id in expected:
+            assert run[query_id][doc_id] == pytest.approx(score, abs=1e-4)
+
+
+def write_sample_dataset(root: Path) -> Path:
+    """Two languages in BEIR layout from the tiny corpus, with a BM25-like candidates file in each."""
+    from xm_integrations.testing.corpus import SAMPLE_PASSAGES
+
+    topics = {  # query text, index of the relevant passage (same topic order in both languages)
+        "fr_XX": [("Quand la tour Eiffel a-t-elle été construite ?", 0), ("Combien de caféine dans le thé vert ?", 3),
+                  ("La plus grande forêt tropicale", 2)],
+        "de_DE": [("Wann wurde der Eiffelturm gebaut?", 0), ("Was ist Photosynthese?", 1)],
+    }
+    for code, queries in topics.items():
+        folder = write_beir(root / code.split("_")[0],
+                            {f"{code}-{i}": ("", text) for i, text in enumerate(SAMPLE_PASSAGES[code])},
+                            {f"q{i}": text for i, (text, _) in enumerate(queries)},
+                            [(f"q{i}", f"{code}-{doc}", 1) for i, (_, doc) in enumerate(queries)])
+        (folder / "bm25.trec").write_text("".join(
+            f"q{i} Q0 {code}-{d} {d + 1} {10 - d} bm25\n" for i in range(len(queries))
+            for d in range(len(SAMPLE_PASSAGES[code]))))
+    return root
+
+
+def reference_from_files(run_file: Path, qrels_file: Path) -> dict[str, float]:
+    """Mean metrics computed by trec_eval from the files alone (ir-measures' TREC run reader, qrels read here)."""
+    run: dict = {}
+    for scored in ir_measures.read_trec_run(str(run_file)):
+        run.setdefault(scored.query_id, {})[scored.doc_id] = scored.score
+    qrels: dict = {}
+    for line in qrels_file.read_text().splitlines()[1:]:
+        query_id, doc_id, grade = line.split("\t")
+        qrels.setdefault(query_id, {})[doc_id] = int(grade)
+    return reference_mean(run, qrels)
+
+
+@pytest.mark.parametrize("kind", ["retrieval", "reranking"])
+def test_evaluate_command_matches_trec_eval_on_its_own_runs(kind: str, tmp_path: Path, tiny_colbert_xm: Path,
+                                                            tiny_mono_xm: Path) -> None:
+    from xm_integrations.cli import main
+
+    dataset = write_sample_dataset(tmp_path / "data")
+    output, runs = tmp_path / "results.json", tmp_path / "runs"
+    model = tiny_colbert_xm if kind == "retrieval" else tiny_mono_xm
+    extra = ["--candidates", "bm25.trec"] if kind == "reranking" else []
+    assert main(["evaluate", str(model), str(dataset), "--output", str(output), "--save-runs", str(runs),
+                 "--dataset-name", "sample", "--no-progress", *extra]) == 0
+
+    document = json.loads(output.read_text())
+    assert document["task"] == kind and sorted(document["per_language"]) == ["de", "fr"]
+    for language in ("de", "fr"):
+        reference = reference_from_files(runs / f"{language}.trec", dataset / language / "qrels" / "test.tsv")
+        for metric in METRICS:
+            assert document["per_language"][language][metric] == pytest.approx(reference[metric], abs=1e-9)
+    for metric in METRICS:
+        expected = (document["per_language"]["de"][metric] + document["per_language"]["fr"][metric]) / 2
+        assert document["average"][metric] == pytest.approx(expected)
+
+
+def test_evaluate_then_push_puts_the_numbers_in_the_card(tmp_path: Path) -> None:
+    from huggingface_hub import ModelCard
+
+    from xm_integrations.cli import main
+    from xm_integrations.hub.convert import convert_model
+    from xm_integrations.testing import build_tiny_mono_xm
+
+    source = build_tiny_mono_xm(tmp_path / "src", languages=("en_XX", "fr_XX", "de_DE"))
+    dataset = write_sample_dataset(tmp_path / "data")
+    results = tmp_path / "results.json"
+    assert main(["evaluate", str(source), str(dataset), "--candidates", "bm25.trec", "--output", str(results),
+                 "--dataset-name", "sample", "--dataset-id", "org/sample", "--no-progress"]) == 0
+    published = convert_model(source, tmp_path / "mono-fr", language="fr").output_dir
+    assert main(["push", str(published), "me/mono", "--dry-run", str(tmp_path / "preview"),
+                 "--eval-results", str(results)]) == 0
+
+    document = json.loads(results.read_text())
+    entries = {(r.dataset_name, r.metric_type): r.metric_value
+               for r in ModelCard.load(tmp_path / "preview" / "README.md").data.eval_results}
+    assert entries[("sample (fr)", "ndcg_at_10")] == round(document["per_language"]["fr"]["ndcg@10"], 4)
+    assert entries[("sample (average)", "recall_at_100")] == round(document["average"]["recall@100"], 4)
+    assert len(entries) == 12
