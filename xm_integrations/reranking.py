@@ -13,11 +13,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 from xm_integrations.routing import LanguageArg, RoutedPair, check_lang_ids, route_inputs
 from xm_integrations.xmod_language import XmodLanguageMixin
 
 __all__ = [
+    "check_lang_ids_of",
     "check_pairs",
     "check_workers_alive",
     "detection_text",
@@ -93,8 +95,6 @@ def route_pairs(model: XmodLanguageMixin, pairs: Sequence[Any], language: Langua
 
 def check_lang_ids_of(pairs: Sequence[RoutedPair], num_languages: int) -> None:
     """Refuse pre-routed pairs whose adapter index the checkpoint does not have."""
-    import torch
-
     check_lang_ids(torch.tensor([pair.lang_id for pair in pairs], dtype=torch.long), num_languages)
 
 
