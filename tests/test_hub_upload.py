@@ -155,10 +155,23 @@ def test_pull_request_and_branch(mono_xm_small: Path, validate_once: None, hub: 
     assert "README.md" in repo.files("dev") and set(repo.files("main")) == {".gitattributes"}
 
 
+def test_offline_mode_is_explained(mono_xm_small: Path) -> None:
+    """The suite runs with HF_HUB_OFFLINE=1 (conftest); an upload then stops before validating anything."""
+    with pytest.raises(UploadError, match="HF_HUB_OFFLINE is set"):
+        push_to_hub(mono_xm_small, "alice/mono", endpoint="http://127.0.0.1:9", token=TOKEN)
+
+
+def test_unreachable_hub_is_an_upload_error(mono_xm_small: Path, validate_once: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    with pytest.raises(UploadError, match="127.0.0.1:9 failed, nothing was committed: ConnectError"):
+        push_to_hub(mono_xm_small, "alice/mono", endpoint="http://127.0.0.1:9", token=TOKEN)
+
+
 def test_missing_token_is_explained(mono_xm_small: Path, validate_once: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     with pytest.raises(MissingTokenError, match="hf auth login"):
         push_to_hub(mono_xm_small, "alice/mono", endpoint="http://127.0.0.1:9")
 
@@ -238,7 +251,8 @@ def test_cli_push_failure_is_one_clear_line(mono_xm_small: Path, hub: FakeHub, v
     hub.fail("commit", status=500)
     assert main(["push", str(mono_xm_small), "alice/cli"]) == 1
     out, err = capsys.readouterr()
-    assert err.startswith("xm-integrations push: error: Upload to alice/cli failed, nothing was committed")
+    assert err.startswith("xm-integrations push: error: Upload to alice/cli at http://127.0.0.1:")
+    assert "failed, nothing was committed: HfHubHTTPError" in err
     assert "Traceback" not in err
     assert_token_not_leaked(out, err)
     assert hub.commits("alice/cli") == []

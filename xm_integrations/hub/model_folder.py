@@ -104,11 +104,9 @@ def read_model_folder(path: str | Path) -> ModelFolder:
     st_config = path / "config_sentence_transformers.json"
     st_type = _read_json(st_config).get("model_type") if st_config.is_file() else None
     architectures = config.get("architectures") or []
-    if (path / "artifact.metadata").is_file():
-        kind = ModelKind.COLBERT_AI
-    elif st_type == "MultiVectorEncoder":
+    if st_type == "MultiVectorEncoder":  # modules.json wins over a leftover artifact.metadata, as in sentence-transformers
         kind = ModelKind.COLBERT_XM
-    elif "HF_ColBERT" in architectures:
+    elif (path / "artifact.metadata").is_file() or "HF_ColBERT" in architectures:
         kind = ModelKind.COLBERT_AI
     elif any(arch.endswith("ForSequenceClassification") for arch in architectures) and _num_labels(config) == 1:
         kind = ModelKind.MONO_XM

@@ -15,6 +15,7 @@ The token comes from huggingface_hub's usual sources (``HF_TOKEN``, the file wri
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -25,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import CommitOperationAdd, HfApi, get_token
-from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub import CommitOperationAdd, HfApi, constants, get_token
+from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
 from xm_integrations.hub.cards import CardOptions, render_model_card
 from xm_integrations.hub.model_folder import ModelFolder, read_model_folder
@@ -168,6 +169,22 @@ def write_dry_run(files: Sequence[StagedFile], out_dir: str | Path, model_dir: P
     return out_dir
 
 
+def _hub_errors() -> tuple[type[BaseException], ...]:
+    """What talking to the Hub can raise: HTTP errors, offline mode, and the HTTP client's transport errors."""
+    errors: list[type[BaseException]] = [HfHubHTTPError, OfflineModeIsEnabled, OSError]
+    for module in ("httpx2", "httpx", "requests"):  # huggingface_hub 2.x uses httpx2, 1.x httpx
+        try:
+            errors.append(importlib.import_module(module).HTTPError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
+
+
+def _offline() -> bool:
+    is_offline = getattr(constants, "is_offline_mode", None)
+    return bool(is_offline()) if callable(is_offline) else bool(constants.HF_HUB_OFFLINE)
+
+
 def _redact(text: str, token: str | None) -> str:
     return text.replace(token, "hf_***") if token else text
 
@@ -214,6 +231,9 @@ def push_to_hub(
     """
     folder = read_model_folder(model_dir)
     if dry_run_dir is None:
+        if _offline():
+            raise UploadError("HF_HUB_OFFLINE is set, so huggingface_hub refuses to reach the Hub: unset it to upload, "
+                              "or use --dry-run OUT_DIR to see what would be uploaded.")
         token = token or get_token()
         if not token:
             raise MissingTokenError(
@@ -249,8 +269,10 @@ def push_to_hub(
             create_pr=create_pr,
             repo_type="model",
         )
-    except HfHubHTTPError as error:
-        raise UploadError(_redact(f"Upload to {repo_id} failed, nothing was committed: {error}", token)) from None
+    except _hub_errors() as error:
+        where = api.endpoint
+        raise UploadError(_redact(f"Upload to {repo_id} at {where} failed, nothing was committed: "
+                                  f"{type(error).__name__}: {error}", token)) from None
     return PushResult(
         repo_id, files, report, repo_url=str(repo_url), commit_url=info.commit_url,
         pr_url=info.pr_url, changed=create_pr or info.oid != before,
