@@ -351,6 +351,7 @@ def test_missing_artifact_metadata_is_named(checkpoint_copy):
         ('{"doc_maxlen": 1}', "doc_maxlen must be an integer >= 3"),
         ('{"attend_to_mask_tokens": "yes"}', "attend_to_mask_tokens must be true or false"),
         ('{"dim": 128}', "linear.weight has shape \\[32, 32\\]"),
+        ('{"doc_maxlen": 600}', "doc_maxlen=600 exceeds the 512 tokens"),
     ],
 )
 def test_corrupt_artifact_metadata_is_named(checkpoint_copy, content, problem):

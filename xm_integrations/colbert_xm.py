@@ -30,6 +30,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Literal
 
 import numpy as np
@@ -44,6 +45,7 @@ from torch import Tensor
 from transformers import XmodPreTrainedModel
 
 from xm_integrations.maxsim import maxsim, maxsim_pairwise
+from xm_integrations.reranking import max_input_tokens
 from xm_integrations.routing import (
     LanguageArg,
     MissingLanguageError,
@@ -330,6 +332,13 @@ def _inspect_checkpoint(files: _Files) -> _Source:
         )
     metadata = _read_json(metadata_path, dict, "colbert-ai writes its ColBERTConfig there as a JSON object")
     _check_metadata(metadata, metadata_path)
+    limit = max_input_tokens(SimpleNamespace(**config))
+    for key in ("query_maxlen", "doc_maxlen"):
+        value = metadata.get(key) or COLBERT_AI_DEFAULTS[key]
+        if limit is not None and value > limit:
+            raise CheckpointError(
+                metadata_path, f"{key}={value} exceeds the {limit} tokens this XMOD model can embed ({config_path})"
+            )
 
     shapes = _weights(files)
     weights_path = files.find("model.safetensors") or files.describe("model.safetensors")
