@@ -440,6 +440,17 @@ class ColBERTXM(XmodLanguageMixin, MultiVectorEncoder):
 
     def __init__(self, model_name_or_path: str | os.PathLike | None = None, *, language: str | None = None,
                  **kwargs: Any) -> None:
+        """Load a checkpoint, validating its files first so that a broken one fails naming the file.
+
+        Args:
+            model_name_or_path: A Hub repo id or a local folder: colbert-ai's ``HF_ColBERT`` layout,
+                or a folder saved by :meth:`save` (or any stock ``MultiVectorEncoder`` save of an
+                XMOD model with fixed query expansion).
+            language: The default adapter, in any form :func:`~xm_integrations.resolve_language`
+                accepts; the checkpoint's ``default_language`` when omitted.
+            **kwargs: Every keyword argument of ``MultiVectorEncoder`` (``device``, ``revision``,
+                ``cache_folder``, ``model_kwargs``, ...).
+        """
         source = None
         if model_name_or_path is not None:
             model_name_or_path = str(model_name_or_path)
