@@ -165,11 +165,15 @@ def test_every_snippet_runs(name: str, expected_blocks: int, request: pytest.Fix
 
 
 def test_mono_xm_snippets_agree_with_each_other(mono_xm_fr: Path, hub_cache: Path) -> None:
-    """The transformers snippet (raw lang_ids) and the xm_integrations one (language aliases) give the same scores."""
+    """The transformers snippet (raw lang_ids) and the xm_integrations one (MonoXM and XMFlagReranker, language
+    aliases) give the same scores."""
     repo_id = "test-snippets/mono-agree"
     populate_hub_cache(mono_xm_fr, repo_id, hub_cache)
     transformers_ns, ours_ns = run_snippets(render_model_card(mono_xm_fr, repo_id), only=(2, 3))
     np.testing.assert_allclose(transformers_ns["scores"].numpy(), ours_ns["scores"], atol=1e-5)
+    flag = ours_ns["reranker"].compute_score([list(p) for p in ours_ns["pairs"]], language=["fr_XX", "de_DE"],
+                                             normalize=True)
+    np.testing.assert_allclose(transformers_ns["scores"].numpy(), flag, atol=1e-5)
 
 
 def test_colbert_transformers_snippet_matches_colbert_ai(colbert_xm_fr: Path, hub_cache: Path) -> None:
