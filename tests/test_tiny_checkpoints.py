@@ -33,6 +33,9 @@ def test_mono_xm_layout(tiny_mono_xm):
     assert config["id2label"] == {"0": "LABEL_0"}
     for code in ("fr_XX", "zh_CN", "zh_TW", "pt_XX", "en_XX"):
         assert code in config["languages"]
+    tokenizer = AutoTokenizer.from_pretrained(tiny_mono_xm)
+    assert tokenizer.model_max_length == 512  # as XLM-R's: stock loaders truncate long inputs there
+    assert len(tokenizer("word " * 2000, truncation=True)["input_ids"]) == 512
 
 
 def test_mono_xm_loads_with_plain_transformers_and_fails_like_the_real_one(tiny_mono_xm):

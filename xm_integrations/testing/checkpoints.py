@@ -64,8 +64,12 @@ def _unigram_vocab() -> list[tuple[str, float]]:
 
 
 def build_tiny_tokenizer() -> XLMRobertaTokenizer:
-    """An XLM-R tokenizer (``<s> <pad> </s> <unk> <mask>`` = ids 0 to 4) over a tiny vocabulary."""
-    return XLMRobertaTokenizer(vocab=_unigram_vocab())
+    """An XLM-R tokenizer (``<s> <pad> </s> <unk> <mask>`` = ids 0 to 4) over a tiny vocabulary.
+
+    ``model_max_length`` is 512, as in XLM-R's published tokenizer, so that stock loaders truncate
+    long inputs the way they do on the real checkpoints.
+    """
+    return XLMRobertaTokenizer(vocab=_unigram_vocab(), model_max_length=512)
 
 
 def _tiny_config(languages: tuple[str, ...], default_language: str | None, **kwargs) -> XmodConfig:
