@@ -23,9 +23,10 @@ of this script, ~40 s here). Where clear_refs is not writable, or with ``--isola
 runs in a fresh subprocess instead and the increase of ``ru_maxrss`` is reported. CUDA:
 ``torch.cuda.max_memory_allocated`` over the memory allocated before the call.
 
-Data: a pool of 2^20 random Gaussian token vectors; document token ``r`` is pool row ``hash(r)``, so
-the corpus is cheap to build, deterministic, and identical in its first documents whatever
-``--n-docs`` is (so ``--stock-n-docs`` runs compare on a common prefix).
+Data: the first 2^20 token rows are random Gaussian vectors, every later row ``r`` copies row
+``hash(r)`` of those, so the corpus is cheap to build, deterministic, and identical in its first
+documents whatever ``--n-docs`` is (so ``--stock-n-docs`` runs compare on a common prefix).
+``--min-doc-tokens`` makes document lengths ragged (hashed, uniform over [min, --doc-tokens]).
 
     .venv/bin/python scripts/bench_maxsim.py                      # 1M docs, fp32, CPU
     .venv/bin/python scripts/bench_maxsim.py --n-docs 200000 --dtype bfloat16
@@ -77,16 +78,33 @@ def _hash_rows(rows: torch.Tensor) -> torch.Tensor:
     return x & (POOL_ROWS - 1)
 
 
-def make_corpus(n_docs: int, doc_tokens: int, dim: int, dtype: torch.dtype, device: str, seed: int) -> torch.Tensor:
-    """``(n_docs * doc_tokens, dim)`` token matrix, built in chunks straight into ``dtype``."""
-    g = torch.Generator().manual_seed(seed)
-    pool = torch.randn(POOL_ROWS, dim, generator=g).to(device=device, dtype=dtype)
-    total = n_docs * doc_tokens
+def doc_offsets(n_docs: int, doc_tokens: int, min_doc_tokens: int | None) -> torch.Tensor:
+    """``(n_docs + 1,)`` offsets: every document ``doc_tokens`` long, or (``min_doc_tokens`` given)
+    a hashed length in ``[min_doc_tokens, doc_tokens]``, the same for document ``j`` whatever n."""
+    if min_doc_tokens is None:
+        return torch.arange(n_docs + 1, dtype=torch.int64) * doc_tokens
+    lengths = min_doc_tokens + _hash_rows(torch.arange(n_docs) + 7919) % (doc_tokens - min_doc_tokens + 1)
+    offsets = torch.zeros(n_docs + 1, dtype=torch.int64)
+    torch.cumsum(lengths, 0, out=offsets[1:])
+    return offsets
+
+
+def make_corpus(total: int, dim: int, dtype: torch.dtype, device: str, seed: int) -> torch.Tensor:
+    """``(total, dim)`` token matrix in ``dtype``. Rows below ``POOL_ROWS`` are Gaussian (8k-row
+    blocks, each with its own seed); every later row copies pool row ``hash(row)``. Row ``r`` is the
+    same whatever ``total`` is, and no temporary above a few MiB is made (so the ``ru_maxrss`` of
+    ``--isolate`` is not set by the data build)."""
     out = _empty_cpu_hugepages(total, dim, dtype) if device == "cpu" else None
     if out is None:
         out = torch.empty(total, dim, dtype=dtype, device=device)
-    step = 1 << 22
-    for start in range(0, total, step):
+    block = 1 << 13
+    for b in range(0, min(POOL_ROWS, total), block):
+        g = torch.Generator().manual_seed(seed * 1_000_003 + b)
+        rows = min(block, total - b)
+        out[b : b + rows] = torch.randn(block, dim, generator=g)[:rows].to(device=device, dtype=dtype)
+    pool = out[:POOL_ROWS]
+    step = 1 << 18
+    for start in range(POOL_ROWS, total, step):
         rows = torch.arange(start, min(total, start + step), device=device)
         torch.index_select(pool, 0, _hash_rows(rows), out=out[start : start + rows.numel()])
     return out
@@ -179,20 +197,32 @@ def run_variant(variant: str, corpus: torch.Tensor, query: torch.Tensor, n_docs:
     from sentence_transformers.util.similarity import maxsim as stock_maxsim
 
     dim, tokens = corpus.shape[1], args.doc_tokens
-    flat = corpus[: n_docs * tokens]
+    offsets = doc_offsets(n_docs, tokens, args.min_doc_tokens)
+    flat = corpus[: int(offsets[-1])]
+    uniform = args.min_doc_tokens is None
+    kwargs = {} if args.memory_budget is None else {"memory_budget": args.memory_budget}
+
+    def as_list() -> list[torch.Tensor]:  # views: no copy
+        if uniform:
+            return list(flat.view(n_docs, tokens, dim).unbind(0))
+        bounds = offsets.tolist()
+        return [flat[bounds[i] : bounds[i + 1]] for i in range(n_docs)]
+
     if variant == "ours/packed":
-        docs = ours.PackedTokens(flat, torch.arange(n_docs + 1) * tokens)
-        kwargs = {} if args.memory_budget is None else {"memory_budget": args.memory_budget}
+        docs = ours.PackedTokens(flat, offsets)
         call = lambda: ours.maxsim([query], docs, **kwargs)  # noqa: E731
     elif variant == "ours/list":
-        docs = list(flat.view(n_docs, tokens, dim).unbind(0))  # views: no copy
-        kwargs = {} if args.memory_budget is None else {"memory_budget": args.memory_budget}
+        docs = as_list()
         call = lambda: ours.maxsim([query], docs, **kwargs)  # noqa: E731
     elif variant == "stock/padded":
-        docs = flat.view(n_docs, tokens, dim)
-        call = lambda: stock_maxsim(query.unsqueeze(0), docs)  # noqa: E731
+        if uniform:
+            docs = flat.view(n_docs, tokens, dim)
+            call = lambda: stock_maxsim(query.unsqueeze(0), docs)  # noqa: E731
+        else:  # padded + mask, built before timing (stock would guess padding from zero rows otherwise)
+            docs, mask = ours.pad_token_embeddings(as_list())
+            call = lambda: stock_maxsim(query.unsqueeze(0), docs, b_mask=mask)  # noqa: E731
     elif variant == "stock/list":
-        docs = list(flat.view(n_docs, tokens, dim).unbind(0))
+        docs = as_list()
         call = lambda: stock_maxsim([query], docs)  # noqa: E731
     else:
         raise ValueError(variant)
@@ -220,11 +250,12 @@ def run_variant(variant: str, corpus: torch.Tensor, query: torch.Tensor, n_docs:
     }
 
 
-def _reference(corpus: torch.Tensor, query: torch.Tensor, doc_tokens: int, sample: int) -> np.ndarray:
+def _reference(corpus: torch.Tensor, query: torch.Tensor, offsets: torch.Tensor, sample: int) -> np.ndarray:
     """float64 NumPy brute force on the first ``sample`` documents (same rounded inputs)."""
-    d = corpus[: sample * doc_tokens].double().cpu().numpy().reshape(sample, doc_tokens, -1)
+    d = corpus[: int(offsets[sample])].double().cpu().numpy()
     q = query.double().cpu().numpy()
-    return np.einsum("tk,nuk->ntu", q, d).max(axis=2).sum(axis=1)
+    bounds = offsets.tolist()
+    return np.array([(q @ d[bounds[i] : bounds[i + 1]].T).max(axis=1).sum() for i in range(sample)])
 
 
 # ----------------------------------------------------------------------------- driver -------------
@@ -233,7 +264,8 @@ def _reference(corpus: torch.Tensor, query: torch.Tensor, doc_tokens: int, sampl
 def _worker(args) -> None:
     """Subprocess mode: build the data, run one variant, write JSON + scores."""
     dtype = getattr(torch, args.dtype)
-    corpus = make_corpus(args.worker_n_docs, args.doc_tokens, args.dim, dtype, args.device, args.seed)
+    total = int(doc_offsets(args.worker_n_docs, args.doc_tokens, args.min_doc_tokens)[-1])
+    corpus = make_corpus(total, args.dim, dtype, args.device, args.seed)
     query = make_query(args.query_tokens, args.dim, dtype, args.device, args.seed)
     result = run_variant(args.worker, corpus, query, args.worker_n_docs, args, "ru_maxrss")
     np.save(args.worker_out + ".npy", result.pop("scores"))
@@ -248,6 +280,8 @@ def _run_isolated(variant: str, n_docs: int, args) -> dict:
             cmd += ["--" + key.replace("_", "-"), str(getattr(args, key))]
         if args.memory_budget is not None:
             cmd += ["--memory-budget", str(args.memory_budget)]
+        if args.min_doc_tokens is not None:
+            cmd += ["--min-doc-tokens", str(args.min_doc_tokens)]
         subprocess.run(cmd, check=True)
         result = json.loads(Path(out + ".json").read_text())
         result["scores"] = np.load(out + ".npy")
@@ -258,7 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n-docs", type=int, default=1_000_000)
     p.add_argument("--stock-n-docs", type=int, default=None, help="documents for stock (default: --n-docs)")
-    p.add_argument("--doc-tokens", type=int, default=32)
+    p.add_argument("--doc-tokens", type=int, default=32, help="tokens per document (the maximum with --min-doc-tokens)")
+    p.add_argument("--min-doc-tokens", type=int, default=None,
+                   help="ragged corpus: document lengths spread over [min, --doc-tokens]")
     p.add_argument("--query-tokens", type=int, default=32)
     p.add_argument("--dim", type=int, default=128)
     p.add_argument("--device", default="cpu")
@@ -291,13 +327,19 @@ def main(argv: list[str] | None = None) -> int:
         variants = [v for v in variants if not v.startswith("stock")]
     stock_n = args.stock_n_docs or args.n_docs
     largest = max(args.n_docs, stock_n)
-    corpus_bytes = largest * args.doc_tokens * args.dim * torch.finfo(dtype).bits // 8
+    offsets = doc_offsets(largest, args.doc_tokens, args.min_doc_tokens)
+    total_tokens = int(offsets[-1])
+    corpus_bytes = total_tokens * args.dim * torch.finfo(dtype).bits // 8
+    if args.min_doc_tokens is not None and "stock/padded" in variants:
+        corpus_bytes_needed = corpus_bytes + stock_n * args.doc_tokens * args.dim * torch.finfo(dtype).bits // 8
+    else:
+        corpus_bytes_needed = corpus_bytes
     if args.device == "cpu":
         with open("/proc/meminfo") as f:
             avail = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable"))
-        if corpus_bytes + 2 * 2**30 > avail:
+        if corpus_bytes_needed + 2 * 2**30 > avail:
             p.error(
-                f"the corpus needs {corpus_bytes / 2**30:.1f} GiB (+ ~2 GiB working memory) but only "
+                f"the corpus needs {corpus_bytes_needed / 2**30:.1f} GiB (+ ~2 GiB working memory) but only "
                 f"{avail / 2**30:.1f} GiB is available: lower --n-docs or use --dtype bfloat16/float16"
             )
     if args.device != "cpu":
@@ -313,12 +355,14 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     t0 = time.perf_counter()
-    corpus = make_corpus(largest, args.doc_tokens, args.dim, dtype, args.device, args.seed)
+    corpus = make_corpus(total_tokens, args.dim, dtype, args.device, args.seed)
     query = make_query(args.query_tokens, args.dim, dtype, args.device, args.seed)
-    print(f"# corpus: {largest:,} docs x {args.doc_tokens} tokens x {args.dim} ({corpus_bytes / 2**30:.1f} GiB), "
+    shape = (f"{args.doc_tokens}" if args.min_doc_tokens is None
+             else f"{args.min_doc_tokens}-{args.doc_tokens} (mean {total_tokens / largest:.1f})")
+    print(f"# corpus: {largest:,} docs x {shape} tokens x {args.dim} ({corpus_bytes / 2**30:.1f} GiB), "
           f"built in {time.perf_counter() - t0:.1f} s; peak memory via {mode}", flush=True)
     sample = min(args.reference_sample, args.n_docs, stock_n)
-    reference = _reference(corpus, query, args.doc_tokens, sample)
+    reference = _reference(corpus, query, offsets, sample)
 
     results = {}
     for variant in variants:
@@ -327,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
             del corpus
             _trim_heap()
             results[variant] = _run_isolated(variant, n, args)
-            corpus = make_corpus(sample, args.doc_tokens, args.dim, dtype, args.device, args.seed)
+            corpus = make_corpus(int(offsets[sample]), args.dim, dtype, args.device, args.seed)
         else:
             results[variant] = run_variant(variant, corpus, query, n, args, mode)
         r = results[variant]

@@ -25,6 +25,7 @@ from xm_integrations.maxsim import (
     PackedTokens,
     _doc_bytes,
     _doc_chunks,
+    _ragged_chunks,
     maxsim,
     maxsim_pairwise,
     pack_token_embeddings,
@@ -326,10 +327,15 @@ def test_chunks_bound_the_similarity_block(monkeypatch):
     monkeypatch.setattr(torch, "mm", recording_mm)
     budget = 2**20
     query = torch.randn(1, 32, 64)
-    docs = PackedTokens(torch.randn(4000 * 16, 64), torch.arange(4001) * 16)
-    maxsim(query, docs, memory_budget=budget)
-    assert largest and max(largest) <= budget
-    assert len(largest) > 1  # it did chunk (the full block would be 4000*16*32*4 = 8 MiB)
+    uniform = PackedTokens(torch.randn(4000 * 16, 64), torch.arange(4001) * 16)
+    lengths = torch.randint(0, 33, (4000,), generator=torch.Generator().manual_seed(0))
+    offsets = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)])
+    ragged_docs = PackedTokens(torch.randn(int(offsets[-1]), 64), offsets)
+    for docs in (uniform, ragged_docs, [ragged_docs[i] for i in range(len(ragged_docs))]):
+        largest.clear()
+        maxsim(query, docs, memory_budget=budget)
+        assert largest and max(largest) <= budget
+        assert len(largest) > 1  # it did chunk (the full block would be ~4000*16*32*4 = 8 MiB)
 
 
 def test_plan_for_one_query_against_a_million_documents():
@@ -337,15 +343,21 @@ def test_plan_for_one_query_against_a_million_documents():
     stays within the default budget, far from the 4 GiB full similarity tensor."""
     from xm_integrations.maxsim import DEFAULT_MEMORY_BUDGET_CPU
 
-    ranges = _doc_chunks(None, 1_000_000, 32, 32, 128, 4, DEFAULT_MEMORY_BUDGET_CPU, None)
+    ranges = _doc_chunks(1_000_000, 32, 32, 128, 4, DEFAULT_MEMORY_BUDGET_CPU, None)
     largest = max(end - start for start, end in ranges)
     assert largest * _doc_bytes(32, 32, 128, 4) <= DEFAULT_MEMORY_BUDGET_CPU
     assert ranges[0][0] == 0 and ranges[-1][1] == 1_000_000
     assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
-    # ragged, length-sorted: one outlier only shrinks its own chunk
-    lengths = torch.tensor([4] * 1000 + [4000])
-    ranges = _doc_chunks(lengths, 1001, 4000, 32, 128, 4, 2**20, None)
-    assert ranges[-1] == (1000, 1001) and ranges[0][1] - ranges[0][0] > 100
+    # ragged: chunks hold a token budget, so one long outlier only sizes its own chunk
+    lengths = torch.tensor([4] * 1000 + [4000] + [4] * 1000)
+    offsets = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)])
+    ranges = _ragged_chunks(offsets, 32, 128, 4, 2**20, None)
+    assert (1000, 1001) in ranges and ranges[0][1] - ranges[0][0] > 100
+    assert ranges[0][0] == 0 and ranges[-1][1] == 2001 and all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+    for start, end in ranges:
+        if end - start > 1:
+            tokens = int(offsets[end] - offsets[start])
+            assert tokens * (32 + 128) * 4 + (end - start) * (32 * 4 + 16) <= 2**20
 
 
 # ----------------------------------------------------------------------------- pairwise -----------
