@@ -259,9 +259,9 @@ def test_retrieve_keeps_the_top_k_maxsim_documents_across_chunks(tiny_colbert_xm
 
     run = retrieve(model, dataset, top_k=3, chunk_size=2, show_progress_bar=False)  # 8 documents in 4 chunks
 
-    documents = [d.numpy() for d in model.encode_document(passages, language="fr_XX", show_progress_bar=False)]
+    documents = [d.cpu().numpy() for d in model.encode_document(passages, language="fr_XX", show_progress_bar=False)]
     for query_id, text in dataset.queries.items():
-        query = model.encode_query([text], language="fr_XX", show_progress_bar=False)[0].numpy()
+        query = model.encode_query([text], language="fr_XX", show_progress_bar=False)[0].cpu().numpy()
         expected = sorted(((numpy_maxsim(query, doc), f"d{i}") for i, doc in enumerate(documents)), reverse=True)[:3]
         assert set(run[query_id]) == {doc_id for _, doc_id in expected}
         for score, doc_id in expected:
