@@ -1,0 +1,196 @@
+"""The fast paths of ``xm_integrations.fast_inference`` keep what the stock paths compute (CPU)."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from transformers import XmodConfig, XmodForSequenceClassification, XmodModel
+
+from xm_integrations import fast_inference as fi
+from xm_integrations.testing.checkpoints import build_tiny_tokenizer
+
+LANGS = ["en_XX", "fr_XX", "de_DE", "es_XX", "zh_CN"]
+
+
+def _config(**kwargs) -> XmodConfig:
+    tokenizer = build_tiny_tokenizer()
+    return XmodConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                      intermediate_size=64, max_position_embeddings=130, initializer_range=0.2, languages=LANGS,
+                      default_language="en_XX", pad_token_id=1, bos_token_id=0, eos_token_id=2, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return build_tiny_tokenizer()
+
+
+@pytest.fixture()
+def classifier() -> XmodForSequenceClassification:
+    torch.manual_seed(0)
+    return XmodForSequenceClassification(_config(num_labels=1)).eval()
+
+
+def _pairs(n: int, seed: int = 0) -> list[tuple[str, str]]:
+    rng = np.random.default_rng(seed)
+    words = "the tower was built in paris for fair tea contains less caffeine than coffee amazon forest".split()
+    return [(" ".join(rng.choice(words, size=int(rng.integers(2, 6)))),
+             " ".join(rng.choice(words, size=int(rng.integers(3, 40))))) for _ in range(n)]
+
+
+def _stock_logits(model, tokenizer, pairs, lang_ids) -> torch.Tensor:
+    """One pair at a time through the stock model: no padding, no batching effects."""
+    out = []
+    with torch.inference_mode():
+        for (q, p), lang in zip(pairs, lang_ids):
+            enc = tokenizer(q, p, return_tensors="pt", truncation=True, max_length=128)
+            out.append(model(**enc, lang_ids=torch.tensor([lang])).logits[0].float())
+    return torch.stack(out)
+
+
+# -- adapters -------------------------------------------------------------------------------------
+
+
+def test_fast_adapters_match_stock_on_mixed_languages(classifier, tokenizer):
+    pairs = _pairs(12)
+    lang_ids = torch.tensor([0, 0, 3, 3, 3, 1, 4, 4, 2, 0, 1, 1])
+    enc = tokenizer([p[0] for p in pairs], [p[1] for p in pairs], padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        stock = classifier(**enc, lang_ids=lang_ids).logits
+        assert fi.install_fast_adapters(classifier) == 2
+        fast = classifier(**enc, lang_ids=lang_ids).logits
+    torch.testing.assert_close(fast, stock, rtol=0, atol=0)
+
+
+def test_fast_adapters_default_language_and_idempotence(classifier, tokenizer):
+    enc = tokenizer(["a tower"], ["built in paris"], return_tensors="pt")
+    with torch.inference_mode():
+        stock = classifier(**enc).logits  # lang_ids built by XMOD as float ones * index
+        fi.install_fast_adapters(classifier)
+        fi.install_fast_adapters(classifier)
+        fast = classifier(**enc).logits
+    torch.testing.assert_close(fast, stock, rtol=0, atol=0)
+
+
+def test_fast_adapters_refuse_out_of_range_ids(classifier, tokenizer):
+    fi.install_fast_adapters(classifier)
+    enc = tokenizer(["a"], ["b"], return_tensors="pt")
+    with torch.inference_mode(), pytest.raises(IndexError, match="out of range"):
+        classifier(**enc, lang_ids=torch.tensor([len(LANGS)]))
+
+
+def test_model_with_fast_adapters_still_pickles(classifier):
+    fi.install_fast_adapters(classifier)
+    clone = pickle.loads(pickle.dumps(classifier))
+    output = [m for m in clone.modules() if hasattr(m, "adapter_modules")][0]
+    assert output.__dict__["lang_adapter"].output is output
+
+
+def test_lang_segments():
+    assert fi.lang_segments([2, 2, 0, 0, 0, 2]) == [(2, 0, 2), (0, 2, 5), (2, 5, 6)]
+    assert fi.lang_segments(torch.tensor([1.0, 1.0])) == [(1, 0, 2)]
+    assert fi.lang_segments([]) == []
+    with pytest.raises(IndexError):
+        fi.lang_segments([0, 5], num_languages=3)
+
+
+# -- batching -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("group", [True, False])
+def test_plan_batches_covers_everything_within_budget(group):
+    rng = np.random.default_rng(1)
+    lengths = rng.integers(1, 300, size=500)
+    langs = rng.integers(0, 5, size=500)
+    batches = fi.plan_batches(lengths, langs, max_tokens=4096, group_languages=group)
+    seen = np.concatenate(batches)
+    assert sorted(seen.tolist()) == list(range(500))
+    for batch in batches:
+        padded = -(-int(lengths[batch].max()) // 8) * 8
+        assert len(batch) == 1 or len(batch) * padded <= 4096
+        if group:
+            assert len(set(langs[batch].tolist())) == 1
+
+
+def test_plan_batches_single_oversized_input_gets_its_own_batch():
+    batches = fi.plan_batches([10_000, 5, 5], max_tokens=64)
+    assert [len(b) for b in batches] == [1, 2]
+    assert fi.plan_batches([], max_tokens=64) == []
+    with pytest.raises(ValueError):
+        fi.plan_batches([1], max_tokens=0)
+
+
+def test_pad_batch():
+    ids, mask = fi.pad_batch([[0, 5, 2], [0, 2]], pad_id=1)
+    assert ids.shape == (2, 8)
+    assert ids[1, :3].tolist() == [0, 2, 1] and mask.sum(1).tolist() == [3, 2]
+
+
+def test_run_pipelined_keeps_order():
+    out = fi.run_pipelined(list(range(7)), lambda x: x * 2, lambda y: y + 1)
+    assert out == [1, 3, 5, 7, 9, 11, 13]
+
+
+# -- end to end -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("group", [True, False])
+def test_score_pairs_matches_stock_per_pair(classifier, tokenizer, group):
+    pairs = _pairs(40, seed=3)
+    lang_ids = np.random.default_rng(4).integers(0, len(LANGS), size=len(pairs))
+    reference = _stock_logits(classifier, tokenizer, pairs, lang_ids)
+    scores = fi.score_pairs(classifier, tokenizer, pairs, lang_ids, max_length=128, max_tokens=256,
+                            group_languages=group, chunk_size=16)
+    assert scores.dtype == torch.float32 and scores.shape == (40, 1)
+    torch.testing.assert_close(scores, reference, rtol=1e-5, atol=1e-5)
+    # top-10 order unchanged
+    assert torch.equal(torch.argsort(scores[:, 0], descending=True)[:10],
+                       torch.argsort(reference[:, 0], descending=True)[:10])
+
+
+def test_score_pairs_default_language_and_empty(classifier, tokenizer):
+    pairs = _pairs(5)
+    reference = _stock_logits(classifier, tokenizer, pairs, [0] * 5)
+    torch.testing.assert_close(fi.score_pairs(classifier, tokenizer, pairs, max_length=128), reference,
+                               rtol=1e-5, atol=1e-5)
+    assert fi.score_pairs(classifier, tokenizer, [], max_length=128).shape == (0, 1)
+
+
+def test_score_pairs_half_precision_stays_close(classifier, tokenizer):
+    """bf16 weights (CPU has bf16 kernels) and fp16 autocast: bounded error against float32."""
+    pairs = _pairs(24, seed=5)
+    lang_ids = np.random.default_rng(6).integers(0, len(LANGS), size=len(pairs))
+    reference = fi.score_pairs(classifier, tokenizer, pairs, lang_ids, max_length=128)
+    autocast = fi.score_pairs(classifier, tokenizer, pairs, lang_ids, max_length=128, autocast_dtype=torch.bfloat16)
+    classifier.to(torch.bfloat16)
+    half = fi.score_pairs(classifier, tokenizer, pairs, lang_ids, max_length=128)
+    spread = float(reference.std())
+    assert float((autocast - reference).abs().max()) < 0.1 * spread
+    assert float((half - reference).abs().max()) < 0.2 * spread
+    assert half.dtype == torch.float32
+
+
+def test_encode_texts_colbert_head_matches_stock_encoder(tokenizer):
+    torch.manual_seed(0)
+    encoder = XmodModel(_config(), add_pooling_layer=False).eval()
+    weight = torch.randn(16, 32) * 0.2
+    texts = [" ".join(["tower", "paris", ",", "tea"] * k) for k in range(1, 9)]
+    lang_ids = np.array([0, 1, 1, 2, 0, 4, 3, 3])
+    skiplist = {tokenizer.encode(",", add_special_tokens=False)[0], tokenizer.pad_token_id}
+    head = fi.ColBERTDocumentHead(weight, sorted(skiplist))
+
+    def ids(batch):
+        return fi.colbert_document_ids(tokenizer, batch, doc_maxlen=20, marker_id=tokenizer.unk_token_id)
+
+    vectors = fi.encode_texts(encoder, tokenizer, texts, lang_ids, head=head, split=head.split, tokenize_fn=ids,
+                              max_tokens=64, chunk_size=3)
+    for text, lang, got in zip(texts, lang_ids, vectors):
+        seq = ids([text])[0]
+        assert len(seq) <= 20 and seq[1] == tokenizer.unk_token_id
+        with torch.inference_mode():
+            hidden = encoder(input_ids=torch.tensor([seq]), lang_ids=torch.tensor([lang])).last_hidden_state[0]
+        expected = torch.nn.functional.normalize(hidden @ weight.T, dim=-1)
+        keep = torch.tensor([t not in skiplist for t in seq])
+        torch.testing.assert_close(got, expected[keep], rtol=1e-5, atol=1e-5)

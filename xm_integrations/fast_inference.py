@@ -1,0 +1,641 @@
+"""Fast inference paths for XMOD models, as small functions the model classes can call.
+
+Each piece was kept because ``scripts/bench_rerank.py`` / ``scripts/bench_encode.py`` showed it
+paying on an H200 without costing accuracy (``docs/benchmarks.md`` has the numbers):
+
+* :func:`install_fast_adapters` -- XMOD's ``XmodOutput.lang_adapter`` in transformers 5 loops over
+  *every* adapter of the checkpoint (81 for xmod-base) in every layer, with a boolean-mask gather and
+  scatter each time: 972 host-device synchronisations and ~8,000 kernel launches per forward pass,
+  whatever the batch holds. The replacement runs only the adapters present in the batch, on
+  contiguous slices (inputs are sorted by language, so a batch holds one run or a few), and gives the
+  same numbers. It also raises on an out-of-range adapter id, where XMOD silently zeroes the output.
+* :func:`inference_dtype` / :func:`precision` -- half precision (bf16 where the GPU has it) for the
+  weights, with float32 accumulation in the matrix units and the scores upcast to float32.
+* :func:`plan_batches` -- batches cut by a token budget (padded tokens per batch) rather than by a
+  count, over inputs sorted by language then length, cut where the language changes.
+* :func:`pad_batch`, :func:`run_pipelined` -- inputs tokenized once, padded to a multiple of 8, pinned
+  and copied asynchronously while the previous batch runs; tokenization of the next chunk runs in a
+  background thread (the Rust tokenizer releases the GIL).
+* :func:`score_pairs` / :func:`encode_texts` -- the above put together for a sequence-classification
+  head (Mono-XM) and for token embeddings (ColBERT-XM).
+
+Nothing here changes what a model computes, except rounding from the chosen dtype.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "ColBERTDocumentHead",
+    "DEFAULT_MAX_TOKENS_CPU",
+    "DEFAULT_MAX_TOKENS_CUDA",
+    "colbert_document_ids",
+    "encode_texts",
+    "inference_dtype",
+    "maxsim_triton",
+    "install_fast_adapters",
+    "lang_segments",
+    "pad_batch",
+    "plan_batches",
+    "precision",
+    "run_pipelined",
+    "score_pairs",
+    "tokenize",
+]
+
+#: Padded tokens per batch on CUDA. The H200 measurements flatten out from about 16k tokens (the
+#: matrix products of a 768-wide model need that many rows to fill 132 multiprocessors).
+DEFAULT_MAX_TOKENS_CUDA = 32768
+#: Padded tokens per batch on CPU: small enough for the activations to stay in cache-friendly sizes.
+DEFAULT_MAX_TOKENS_CPU = 4096
+
+
+# --------------------------------------------------------------------------------------------------
+# Language adapters
+# --------------------------------------------------------------------------------------------------
+
+_segment_cache = threading.local()
+
+
+def lang_segments(lang_ids: Tensor | Sequence[int], num_languages: int | None = None) -> list[tuple[int, int, int]]:
+    """Runs of equal adapter ids as ``(adapter_index, start, stop)``, in batch order.
+
+    A CPU tensor or a list costs nothing; a CUDA tensor costs one synchronisation, cached per tensor
+    object, so the 12 layers of one forward pass share it. Float ids (XMOD builds the default
+    language's ids with ``torch.ones``) are accepted.
+
+    Raises:
+        IndexError: an id outside ``[0, num_languages)`` (XMOD would silently zero the adapter output).
+    """
+    if isinstance(lang_ids, Tensor):
+        cached = getattr(_segment_cache, "entry", None)
+        if cached is not None and cached[0]() is lang_ids:
+            return cached[1]
+        ids = [int(value) for value in lang_ids.reshape(-1).tolist()]
+    else:
+        ids = [int(value) for value in lang_ids]
+    segments: list[tuple[int, int, int]] = []
+    start = 0
+    for position in range(1, len(ids) + 1):
+        if position == len(ids) or ids[position] != ids[start]:
+            segments.append((ids[start], start, position))
+            start = position
+    if num_languages is not None:
+        bad = sorted({index for index, _, _ in segments if not 0 <= index < num_languages})
+        if bad:
+            raise IndexError(
+                f"Language adapter ids {bad} are out of range: the checkpoint has {num_languages} adapters "
+                f"(ids 0 to {num_languages - 1})."
+            )
+    if isinstance(lang_ids, Tensor):
+        _segment_cache.entry = (weakref.ref(lang_ids), segments)
+    return segments
+
+
+class _FastLangAdapter:
+    """``XmodOutput.lang_adapter`` that runs only the adapters present, on contiguous slices.
+
+    Same arithmetic as transformers' implementation (layer norm placement, residual, dropout); a
+    plain object rather than a bound method so that the model still pickles into worker pools.
+    """
+
+    def __init__(self, output: torch.nn.Module) -> None:
+        self.output = output
+
+    def __call__(self, lang_ids: Tensor, hidden_states: Tensor) -> Tensor:
+        output = self.output
+        if not output.ln_before_adapter:
+            residual = hidden_states
+        if output.adapter_layer_norm is not None:
+            hidden_states = output.adapter_layer_norm(hidden_states)
+        elif output.adapter_reuse_layer_norm:
+            hidden_states = output.LayerNorm(hidden_states)
+        if output.ln_before_adapter:
+            residual = hidden_states
+        adapters = list(output.adapter_modules.values())
+        segments = lang_segments(lang_ids, len(adapters))
+        if len(segments) == 1:
+            adapted = adapters[segments[0][0]](hidden_states)
+        else:
+            adapted = torch.cat([adapters[index](hidden_states[start:stop]) for index, start, stop in segments])
+        adapted = output.dropout(adapted)
+        return adapted + residual
+
+
+def install_fast_adapters(model: torch.nn.Module) -> int:
+    """Replace the language-adapter dispatch of every XMOD layer in ``model`` (in place, idempotent).
+
+    Works on any module that contains XMOD layers (a sentence-transformers model, a FlagEmbedding
+    reranker's ``model``, a bare ``XmodModel``). Returns the number of layers patched.
+    """
+    patched = 0
+    for module in model.modules():
+        if hasattr(module, "adapter_modules") and hasattr(module, "ln_before_adapter"):
+            if not isinstance(module.__dict__.get("lang_adapter"), _FastLangAdapter):
+                module.lang_adapter = _FastLangAdapter(module)
+            patched += 1
+    return patched
+
+
+# --------------------------------------------------------------------------------------------------
+# Precision
+# --------------------------------------------------------------------------------------------------
+
+
+def inference_dtype(device: torch.device | str) -> torch.dtype:
+    """The weight dtype of the fast path: bf16 on GPUs that have it, fp16 on older GPUs, fp32 on CPU.
+
+    CPU stays in float32: the no-regression target there is measured against the stock float32
+    path, and half precision on CPU is only faster where the processor has AMX/AVX512-BF16.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+@contextlib.contextmanager
+def precision(device: torch.device | str, dtype: torch.dtype | None, *, autocast: bool = False) -> Iterator[None]:
+    """Run the enclosed forward passes with float32 accumulation in the matrix units.
+
+    ``autocast=True`` keeps float32 weights and runs the matrix products in ``dtype`` (layer norms,
+    softmax and the residual stream stay float32): slower than half-precision weights, closer to
+    float32. Otherwise the model's own weight dtype decides and this only sets the accumulation.
+    """
+    device = torch.device(device)
+    saved = None
+    if device.type == "cuda":
+        matmul = torch.backends.cuda.matmul
+        saved = (matmul.allow_bf16_reduced_precision_reduction, matmul.allow_fp16_reduced_precision_reduction)
+        matmul.allow_bf16_reduced_precision_reduction = False
+        matmul.allow_fp16_reduced_precision_reduction = False
+    try:
+        if autocast and dtype is not None and dtype != torch.float32:
+            with torch.autocast(device.type, dtype=dtype):
+                yield
+        else:
+            yield
+    finally:
+        if saved is not None:
+            matmul.allow_bf16_reduced_precision_reduction, matmul.allow_fp16_reduced_precision_reduction = saved
+
+
+# --------------------------------------------------------------------------------------------------
+# Batching
+# --------------------------------------------------------------------------------------------------
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def plan_batches(
+    lengths: Sequence[int] | np.ndarray,
+    lang_ids: Sequence[int] | np.ndarray | None = None,
+    *,
+    max_tokens: int,
+    max_batch_size: int | None = None,
+    group_languages: bool = True,
+    multiple_of: int = 8,
+) -> list[np.ndarray]:
+    """Cut inputs into batches of at most ``max_tokens`` padded tokens.
+
+    Inputs are sorted by language (when ``group_languages``), then by length, longest first (so a
+    batch that does not fit shows up at once); a batch is padded to its longest input rounded up
+    to ``multiple_of``, and it grows while ``size x padded length <= max_tokens``. With
+    ``group_languages`` a batch never spans two languages, so XMOD runs one adapter per layer.
+
+    Returns:
+        Index arrays into the inputs, one per batch, covering every input exactly once.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if lengths.ndim != 1:
+        raise ValueError("lengths must be one-dimensional")
+    if max_tokens <= 0:
+        raise ValueError(f"max_tokens must be positive, got {max_tokens}")
+    count = len(lengths)
+    if count == 0:
+        return []
+    langs = np.zeros(count, dtype=np.int64) if lang_ids is None else np.asarray(lang_ids, dtype=np.int64)
+    if group_languages:
+        order = np.lexsort((-lengths, langs))  # last key is primary: language, then length descending
+    else:
+        order = np.lexsort((langs, -lengths))  # length descending; ties grouped by language
+    batches: list[np.ndarray] = []
+    start = 0
+    while start < count:
+        first = order[start]
+        padded = _round_up(int(lengths[first]), multiple_of)
+        fit = max(1, max_tokens // max(padded, 1))
+        if max_batch_size is not None:
+            fit = min(fit, max_batch_size)
+        stop = min(count, start + fit)
+        if group_languages:
+            same = np.nonzero(langs[order[start:stop]] != langs[first])[0]
+            if len(same):
+                stop = start + int(same[0])
+        batches.append(order[start:stop])
+        start = stop
+    return batches
+
+
+def pad_batch(
+    sequences: Sequence[Sequence[int]], pad_id: int, *, multiple_of: int = 8, pin: bool = False
+) -> tuple[Tensor, Tensor]:
+    """Right-pad token id lists into ``(input_ids, attention_mask)`` int64 tensors."""
+    width = _round_up(max(len(sequence) for sequence in sequences), multiple_of)
+    input_ids = np.full((len(sequences), width), pad_id, dtype=np.int64)
+    attention_mask = np.zeros((len(sequences), width), dtype=np.int64)
+    for row, sequence in enumerate(sequences):
+        input_ids[row, : len(sequence)] = sequence
+        attention_mask[row, : len(sequence)] = 1
+    ids, mask = torch.from_numpy(input_ids), torch.from_numpy(attention_mask)
+    if pin:
+        ids, mask = ids.pin_memory(), mask.pin_memory()
+    return ids, mask
+
+
+def tokenize(
+    tokenizer: Any, first: Sequence[str], second: Sequence[str] | None = None, *, max_length: int | None
+) -> list[list[int]]:
+    """Token ids without padding, with the tokenizer's special tokens, truncated (longest first) to ``max_length``."""
+    kwargs: dict[str, Any] = {"padding": False, "return_attention_mask": False, "return_token_type_ids": False}
+    if max_length is not None:
+        kwargs.update(truncation=True, max_length=max_length)
+    encoded = tokenizer(list(first), list(second), **kwargs) if second is not None else tokenizer(list(first), **kwargs)
+    return encoded["input_ids"]
+
+
+def run_pipelined(
+    chunks: Sequence[Any], prepare: Callable[[Any], Any], compute: Callable[[Any], Any], *, background: bool = True
+) -> list[Any]:
+    """``[compute(prepare(chunk)) for chunk in chunks]`` with ``prepare`` of the next chunk in a thread.
+
+    ``prepare`` is the CPU side (tokenize, plan, pad, pin); ``compute`` launches the device work. With
+    a GPU, ``compute`` returns as soon as its kernels are queued, so tokenization of chunk ``k+1``
+    overlaps the GPU running chunk ``k``.
+    """
+    if not background or len(chunks) <= 1:
+        return [compute(prepare(chunk)) for chunk in chunks]
+    results = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="xm-prepare") as pool:
+        pending = pool.submit(prepare, chunks[0])
+        for index in range(len(chunks)):
+            prepared = pending.result()
+            if index + 1 < len(chunks):
+                pending = pool.submit(prepare, chunks[index + 1])
+            results.append(compute(prepared))
+    return results
+
+
+def _chunks(count: int, chunk_size: int) -> list[range]:
+    return [range(start, min(count, start + chunk_size)) for start in range(0, count, chunk_size)]
+
+
+# --------------------------------------------------------------------------------------------------
+# Putting it together
+# --------------------------------------------------------------------------------------------------
+
+
+def _model_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _prepare_batches(
+    sequences: list[list[int]],
+    lang_ids: np.ndarray | None,
+    pad_id: int,
+    max_tokens: int,
+    max_batch_size: int | None,
+    group_languages: bool,
+    pin: bool,
+) -> list[tuple[np.ndarray, Tensor, Tensor, Tensor | None]]:
+    lengths = [len(sequence) for sequence in sequences]
+    plan = plan_batches(
+        lengths, lang_ids, max_tokens=max_tokens, max_batch_size=max_batch_size, group_languages=group_languages
+    )
+    prepared = []
+    for indices in plan:
+        input_ids, attention_mask = pad_batch([sequences[i] for i in indices], pad_id, pin=pin)
+        # lang_ids stay on the CPU: the fast adapters read them without a device synchronisation.
+        batch_langs = None if lang_ids is None else torch.from_numpy(np.ascontiguousarray(lang_ids[indices]))
+        prepared.append((indices, input_ids, attention_mask, batch_langs))
+    return prepared
+
+
+@torch.inference_mode()
+def _run_model(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    make_sequences: Callable[[range], list[list[int]]],
+    count: int,
+    lang_ids: Sequence[int] | np.ndarray | None,
+    forward: Callable[[Tensor, Tensor, Tensor | None], Any],
+    *,
+    max_tokens: int | None,
+    max_batch_size: int | None,
+    group_languages: bool,
+    chunk_size: int,
+) -> list[tuple[np.ndarray, Any]]:
+    device = _model_device(model)
+    if max_tokens is None:
+        max_tokens = DEFAULT_MAX_TOKENS_CUDA if device.type == "cuda" else DEFAULT_MAX_TOKENS_CPU
+    langs = None if lang_ids is None else np.asarray(lang_ids, dtype=np.int64)
+    pin = device.type == "cuda"
+    pad_id = tokenizer.pad_token_id
+
+    def prepare(chunk: range):
+        sequences = make_sequences(chunk)
+        chunk_langs = None if langs is None else langs[chunk.start : chunk.stop]
+        batches = _prepare_batches(sequences, chunk_langs, pad_id, max_tokens, max_batch_size, group_languages, pin)
+        return chunk.start, batches
+
+    def compute(prepared):
+        offset, batches = prepared
+        outputs = []
+        for indices, input_ids, attention_mask, batch_langs in batches:
+            input_ids = input_ids.to(device, non_blocking=True)
+            attention_mask = attention_mask.to(device, non_blocking=True)
+            outputs.append((indices + offset, forward(input_ids, attention_mask, batch_langs)))
+        return outputs
+
+    install_fast_adapters(model)
+    model.eval()
+    results = run_pipelined(_chunks(count, chunk_size), prepare, compute, background=len(range(0, count, chunk_size)) > 1)
+    return [item for chunk in results for item in chunk]
+
+
+def score_pairs(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    pairs: Sequence[tuple[str, str]],
+    lang_ids: Sequence[int] | np.ndarray | None = None,
+    *,
+    max_length: int | None = 512,
+    max_tokens: int | None = None,
+    max_batch_size: int | None = None,
+    group_languages: bool = True,
+    chunk_size: int = 4096,
+    autocast_dtype: torch.dtype | None = None,
+) -> Tensor:
+    """Raw logits of a sequence-classification XMOD model for (query, passage) pairs, in input order.
+
+    Args:
+        model: An ``XmodForSequenceClassification`` (any dtype; see :func:`inference_dtype`).
+        tokenizer: Its tokenizer; pairs are encoded as ``tokenizer(query, passage)``, truncated
+            longest-first to ``max_length``, exactly as ``CrossEncoder`` and ``FlagReranker`` do.
+        lang_ids: One adapter index per pair, or ``None`` for the checkpoint's default language.
+        max_tokens: Padded tokens per batch (default: :data:`DEFAULT_MAX_TOKENS_CUDA` / ``_CPU``).
+        max_batch_size: Optional cap on pairs per batch.
+        group_languages: Never put two languages in one batch.
+        chunk_size: Pairs tokenized per background step (sorting and batching happen per chunk).
+        autocast_dtype: Run under ``torch.autocast`` with this dtype (float32 weights).
+
+    Returns:
+        A float32 tensor of shape ``(len(pairs), num_labels)`` on the model's device.
+    """
+    pairs = list(pairs)
+    device = _model_device(model)
+    if lang_ids is None:
+        default = getattr(model.config, "default_language", None)
+        if default is not None:
+            lang_ids = np.full(len(pairs), list(model.config.languages).index(default), dtype=np.int64)
+
+    def make_sequences(chunk: range) -> list[list[int]]:
+        return tokenize(
+            tokenizer, [pairs[i][0] for i in chunk], [pairs[i][1] for i in chunk], max_length=max_length
+        )
+
+    def forward(input_ids: Tensor, attention_mask: Tensor, batch_langs: Tensor | None) -> Tensor:
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, lang_ids=batch_langs).logits
+        return logits.float()
+
+    num_labels = getattr(model.config, "num_labels", 1)
+    if not pairs:
+        return torch.empty((0, num_labels), device=device)
+    with precision(device, autocast_dtype, autocast=autocast_dtype is not None):
+        outputs = _run_model(
+            model, tokenizer, make_sequences, len(pairs), lang_ids, forward,
+            max_tokens=max_tokens, max_batch_size=max_batch_size, group_languages=group_languages,
+            chunk_size=chunk_size,
+        )
+    scores = torch.empty((len(pairs), num_labels), dtype=torch.float32, device=device)
+    for indices, logits in outputs:
+        scores[torch.from_numpy(indices).to(device)] = logits
+    return scores
+
+
+def encode_texts(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    texts: Sequence[str],
+    lang_ids: Sequence[int] | np.ndarray | None = None,
+    *,
+    head: Callable[[Tensor, Tensor, Tensor], Any],
+    split: Callable[[Any], Sequence[Any]] | None = None,
+    max_length: int | None = 512,
+    tokenize_fn: Callable[[Sequence[str]], list[list[int]]] | None = None,
+    max_tokens: int | None = None,
+    max_batch_size: int | None = None,
+    group_languages: bool = True,
+    chunk_size: int = 8192,
+    autocast_dtype: torch.dtype | None = None,
+) -> list[Any]:
+    """Run an XMOD encoder over texts: ``head(last_hidden_state, input_ids, attention_mask)`` per batch.
+
+    ``head`` must not synchronise with the device (every batch is queued first); ``split`` then
+    turns each head output into one item per row (default: ``list(output)``), after all batches
+    are queued. For ColBERT-XM use :class:`ColBERTDocumentHead` and its ``split``.
+    ``tokenize_fn`` replaces plain tokenization (ColBERT-XM inserts its marker token, see
+    :func:`colbert_document_ids`). Returns the items in input order.
+    """
+    texts = list(texts)
+    if not texts:
+        return []
+    device = _model_device(model)
+    encoder = getattr(model, "roberta", model)
+    if lang_ids is None:
+        default = getattr(encoder.config, "default_language", None)
+        if default is not None:
+            lang_ids = np.full(len(texts), list(encoder.config.languages).index(default), dtype=np.int64)
+
+    def make_sequences(chunk: range) -> list[list[int]]:
+        chunk_texts = [texts[i] for i in chunk]
+        if tokenize_fn is not None:
+            return tokenize_fn(chunk_texts)
+        return tokenize(tokenizer, chunk_texts, max_length=max_length)
+
+    def forward(input_ids: Tensor, attention_mask: Tensor, batch_langs: Tensor | None) -> Any:
+        hidden = encoder(input_ids=input_ids, attention_mask=attention_mask, lang_ids=batch_langs).last_hidden_state
+        return head(hidden, input_ids, attention_mask)
+
+    with precision(device, autocast_dtype, autocast=autocast_dtype is not None):
+        outputs = _run_model(
+            encoder, tokenizer, make_sequences, len(texts), lang_ids, forward,
+            max_tokens=max_tokens, max_batch_size=max_batch_size, group_languages=group_languages,
+            chunk_size=chunk_size,
+        )
+    split = split or list
+    results: list[Any] = [None] * len(texts)
+    for indices, output in outputs:
+        for index, item in zip(indices.tolist(), split(output)):
+            results[index] = item
+    return results
+
+
+# --------------------------------------------------------------------------------------------------
+# ColBERT-XM documents
+# --------------------------------------------------------------------------------------------------
+
+
+def colbert_document_ids(tokenizer: Any, texts: Sequence[str], *, doc_maxlen: int, marker_id: int) -> list[list[int]]:
+    """colbert-ai 0.2.22's document tokenization as id lists: ``doc_maxlen - 1`` tokens, marker at position 1."""
+    ids = tokenize(tokenizer, texts, max_length=doc_maxlen - 1)
+    return [sequence[:1] + [marker_id] + sequence[1:] for sequence in ids]
+
+
+class ColBERTDocumentHead:
+    """``normalize(linear(hidden))`` per token, and which tokens a document keeps (real, not in the skiplist).
+
+    Projection in the model's dtype with float32 accumulation, normalisation in float32, vectors
+    stored in ``out_dtype`` (default: the model's dtype). :meth:`split` (one device synchronisation
+    per batch, after everything is queued) gives each document's kept vectors as views into one
+    packed tensor, on ``out_device`` (default: where they were computed).
+    """
+
+    def __init__(self, weight: Tensor, skiplist_ids: Sequence[int] | Tensor, *, out_dtype: torch.dtype | None = None,
+                 out_device: torch.device | str | None = None) -> None:
+        self.weight = weight
+        self.skiplist = torch.as_tensor(list(skiplist_ids) if not isinstance(skiplist_ids, Tensor) else skiplist_ids,
+                                        dtype=torch.long, device=weight.device)
+        self.out_dtype = out_dtype
+        self.out_device = None if out_device is None else torch.device(out_device)
+
+    def __call__(self, hidden: Tensor, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+        projected = torch.nn.functional.linear(hidden.to(self.weight.dtype), self.weight)
+        vectors = torch.nn.functional.normalize(projected.float(), p=2, dim=-1)
+        vectors = vectors.to(self.out_dtype or self.weight.dtype)
+        keep = attention_mask.bool()
+        if self.skiplist.numel():
+            keep &= ~torch.isin(input_ids, self.skiplist)
+        return vectors, keep
+
+    def split(self, output: tuple[Tensor, Tensor]) -> list[Tensor]:
+        vectors, keep = output
+        counts = keep.sum(dim=1).tolist()
+        packed = vectors[keep]
+        if self.out_device is not None and packed.device != self.out_device:
+            packed = packed.to(self.out_device)
+        return list(torch.split(packed, counts))
+
+
+# --------------------------------------------------------------------------------------------------
+# MaxSim: one fused Triton kernel over padded document vectors (CUDA only)
+# --------------------------------------------------------------------------------------------------
+
+_MAXSIM_KERNEL = None
+
+
+def _maxsim_kernel():
+    """Build (once) the Triton kernel; Triton is imported only here."""
+    global _MAXSIM_KERNEL
+    if _MAXSIM_KERNEL is not None:
+        return _MAXSIM_KERNEL
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def kernel(q_ptr, d_ptr, len_ptr, out_ptr, n_rows, n_docs, n_query_blocks,
+               stride_q, stride_dn, stride_dt, stride_on,
+               LQ: tl.constexpr, DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_T: tl.constexpr,
+               DOCS: tl.constexpr):
+        # One program: BLOCK_M query-token rows (BLOCK_M // LQ whole queries) against DOCS documents.
+        # Consecutive programs share their documents (query block varies fastest): L2 reuse.
+        pid = tl.program_id(0)
+        qb = pid % n_query_blocks
+        db = pid // n_query_blocks
+        rows = qb * BLOCK_M + tl.arange(0, BLOCK_M)
+        dims = tl.arange(0, DIM)
+        q = tl.load(q_ptr + rows[:, None] * stride_q + dims[None, :], mask=rows[:, None] < n_rows, other=0.0)
+        queries = qb * (BLOCK_M // LQ) + tl.arange(0, BLOCK_M // LQ)
+        for i in range(DOCS):
+            doc = db * DOCS + i
+            if doc < n_docs:
+                length = tl.load(len_ptr + doc)
+                best = tl.full([BLOCK_M], float("-inf"), tl.float32)
+                for t0 in range(0, length, BLOCK_T):
+                    toks = t0 + tl.arange(0, BLOCK_T)
+                    d = tl.load(d_ptr + doc.to(tl.int64) * stride_dn + toks[:, None] * stride_dt + dims[None, :],
+                                mask=toks[:, None] < length, other=0.0)
+                    s = tl.dot(q, tl.trans(d))
+                    s = tl.where(toks[None, :] < length, s, float("-inf"))
+                    best = tl.maximum(best, tl.max(s, axis=1))
+                best = tl.where(best == float("-inf"), 0.0, best)
+                sums = tl.sum(tl.reshape(best, [BLOCK_M // LQ, LQ]), axis=1)
+                tl.store(out_ptr + doc.to(tl.int64) * stride_on + queries, sums, mask=queries * LQ < n_rows)
+
+    _MAXSIM_KERNEL = (triton, kernel)
+    return _MAXSIM_KERNEL
+
+
+def maxsim_triton(queries: Tensor, documents: Tensor, lengths: Tensor, *, block_m: int | None = None,
+                  block_t: int = 64, docs_per_program: int = 4, num_warps: int | None = None,
+                  num_stages: int = 3) -> Tensor:
+    """MaxSim of every query against every document in one kernel: ``(n_queries, n_documents)`` float32.
+
+    Args:
+        queries: ``(n_queries, query_tokens, dim)`` bf16/fp16 on CUDA; every token is scored (ColBERT
+            queries are expanded to ``query_maxlen``). ``query_tokens`` is padded with zero vectors to a
+            power of two (a zero token adds 0 to every score).
+        documents: ``(n_documents, max_tokens, dim)``, same dtype; document ``j``'s real vectors are
+            rows ``[0, lengths[j])`` (the padded layout of packed ColBERT vectors). Padding is never read.
+        lengths: ``(n_documents,)`` integer token counts. A document without tokens scores 0.
+
+    The similarity products run on the tensor cores with float32 accumulation; the max and the sum
+    are float32. Only real document rows are read, once per block of ``block_m`` query tokens.
+    """
+    if queries.dim() != 3 or documents.dim() != 3:
+        raise ValueError("queries must be (n, tokens, dim) and documents (n, max_tokens, dim)")
+    if queries.shape[-1] != documents.shape[-1]:
+        raise ValueError(f"dimension mismatch: queries {queries.shape[-1]}, documents {documents.shape[-1]}")
+    if not (queries.is_cuda and documents.is_cuda):
+        raise ValueError("maxsim_triton runs on CUDA tensors")
+    triton, kernel = _maxsim_kernel()
+    dim = documents.shape[-1]
+    if dim & (dim - 1) or dim < 16:
+        raise ValueError(f"dim must be a power of two >= 16, got {dim}")
+    n_queries, query_tokens = queries.shape[:2]
+    lq = max(16, 1 << (query_tokens - 1).bit_length())
+    queries = queries.to(documents.dtype)
+    if lq != query_tokens:
+        queries = torch.nn.functional.pad(queries, (0, 0, 0, lq - query_tokens))
+    flat = queries.reshape(n_queries * lq, dim).contiguous()
+    if documents.stride(-1) != 1:
+        documents = documents.contiguous()
+    lengths = lengths.to(device=documents.device, dtype=torch.int32).clamp_(max=documents.shape[1]).contiguous()
+    if block_m is None:
+        block_m = max(lq, min(128, lq * n_queries))
+    block_m = max(block_m, lq)
+    n_docs = documents.shape[0]
+    out = torch.empty((n_docs, n_queries), dtype=torch.float32, device=documents.device)
+    if n_docs == 0 or n_queries == 0:
+        return out.T
+    n_query_blocks = triton.cdiv(n_queries * lq, block_m)
+    grid = (n_query_blocks * triton.cdiv(n_docs, docs_per_program),)
+    kernel[grid](
+        flat, documents, lengths, out, n_queries * lq, n_docs, n_query_blocks,
+        flat.stride(0), documents.stride(0), documents.stride(1), out.stride(0),
+        LQ=lq, DIM=dim, BLOCK_M=block_m, BLOCK_T=block_t, DOCS=docs_per_program,
+        num_warps=num_warps or (4 if block_m <= 64 else 8), num_stages=num_stages,
+    )
+    return out.T
