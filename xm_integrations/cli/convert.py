@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import argparse
 
+from xm_integrations.cli._common import add_command, reports_errors
+
 __all__ = ["add_parser", "run"]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``convert`` on the top-level parser."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "convert",
         help="convert a ColBERT-XM / Mono-XM checkpoint into a folder stock sentence-transformers loads",
         description=(
@@ -22,12 +25,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "with the stock library and compared with xm_integrations on the source in several languages; on a "
             "difference nothing is written."
         ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=(
-            "examples:\n"
-            "  xm-integrations convert antoinelouis/colbert-xm ./colbert-xm-st --language fr\n"
-            "  xm-integrations convert ./mono-xm ./mono-xm-de --language German"
+        examples=(
+            "xm-integrations convert antoinelouis/colbert-xm ./colbert-xm-st --language fr",
+            "xm-integrations convert ./mono-xm ./mono-xm-de --language German",
         ),
+        run=run,
     )
     parser.add_argument("source", help="checkpoint folder or Hub repo id")
     parser.add_argument("output_dir", help="folder to write (must not exist or be empty, unless --overwrite)")
@@ -36,21 +38,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                              "source has none")
     parser.add_argument("--revision", help="Hub revision of SOURCE (a repo id)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty OUTPUT_DIR")
-    parser.set_defaults(func=run)
     return parser
 
 
+@reports_errors("convert")
 def run(args: argparse.Namespace) -> int:
-    from xm_integrations.hub.cli_support import report_errors
+    """Run ``convert``; returns the exit code."""
+    from xm_integrations.hub.convert import convert_model
 
-    def convert() -> int:
-        from xm_integrations.hub.convert import convert_model
-
-        result = convert_model(args.source, args.output_dir, language=args.language, revision=args.revision,
-                               overwrite=args.overwrite)
-        print(result.report.describe())
-        print(f"Converted {result.source} -> {result.output_dir} ({result.kind.value}, default language "
-              f"{result.default_language}).")
-        return 0
-
-    return report_errors("convert", convert)
+    result = convert_model(args.source, args.output_dir, language=args.language, revision=args.revision,
+                           overwrite=args.overwrite)
+    print(result.report.describe())
+    print(f"Converted {result.source} -> {result.output_dir} ({result.kind.value}, default language "
+          f"{result.default_language}).")
+    return 0

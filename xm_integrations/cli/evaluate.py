@@ -10,12 +10,15 @@ import json
 import sys
 from pathlib import Path
 
+from xm_integrations.cli._common import add_command, reports_errors
+
 __all__ = ["add_parser", "run"]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``evaluate`` on the top-level parser."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "evaluate",
         help="evaluate ColBERT-XM (full ranking) or Mono-XM (reranking) on a local BEIR / ir_datasets dataset",
         description=(
@@ -25,12 +28,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "of such folders named by language (fr/, de/, zh-CN/ ...). ColBERT-XM ranks the whole corpus; Mono-XM "
             "reranks --candidates. The JSON written by --output feeds `xm-integrations push --eval-results`."
         ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=(
-            "examples:\n"
-            "  xm-integrations evaluate ./colbert-xm-st ./mmarco-small --output results.json --dataset-name mMARCO\n"
-            "  xm-integrations evaluate ./mono-xm-fr ./mmarco-small --candidates bm25.trec --output results.json"
+        examples=(
+            "xm-integrations evaluate ./colbert-xm-st ./mmarco-small --output results.json --dataset-name mMARCO",
+            "xm-integrations evaluate ./mono-xm-fr ./mmarco-small --candidates bm25.trec --output results.json",
         ),
+        run=run,
     )
     parser.add_argument("model", help="model folder or Hub repo id")
     parser.add_argument("dataset", help="dataset folder, or folder of per-language dataset folders")
@@ -48,36 +50,32 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("-o", "--output", help="write the results JSON here (default: stdout)")
     parser.add_argument("--save-runs", metavar="DIR", help="also write each dataset's run in TREC format into DIR")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    parser.set_defaults(func=run)
     return parser
 
 
+@reports_errors("evaluate")
 def run(args: argparse.Namespace) -> int:
-    from xm_integrations.hub.cli_support import report_errors
+    """Run ``evaluate``; returns the exit code."""
+    from xm_integrations.evaluation import evaluate_model, write_trec_run
 
-    def evaluate() -> int:
-        from xm_integrations.evaluation import evaluate_model, write_trec_run
-
-        runs: dict = {}
-        document = evaluate_model(
-            args.model, args.dataset, task=args.task, candidates=args.candidates, language=args.language,
-            split=args.split, batch_size=args.batch_size, top_k=args.top_k, dataset_name=args.dataset_name,
-            dataset_id=args.dataset_id, show_progress_bar=not args.no_progress, runs=runs,
-        )
-        text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
-        if args.output:
-            Path(args.output).write_text(text, encoding="utf-8")
-        else:
-            sys.stdout.write(text)
-        if args.save_runs:
-            Path(args.save_runs).mkdir(parents=True, exist_ok=True)
-            for name, scores in runs.items():
-                write_trec_run(scores, Path(args.save_runs) / f"{name}.trec")
-        metrics = document["metrics"]
-        print(f"{'':12}" + "".join(f"{m:>13}" for m in metrics), file=sys.stderr)
-        rows = [*document["per_language"].items(), ("average", document["average"])]
-        for name, values in rows:
-            print(f"{name:12}" + "".join(f"{values[m]:13.4f}" for m in metrics), file=sys.stderr)
-        return 0
-
-    return report_errors("evaluate", evaluate)
+    runs: dict = {}
+    document = evaluate_model(
+        args.model, args.dataset, task=args.task, candidates=args.candidates, language=args.language,
+        split=args.split, batch_size=args.batch_size, top_k=args.top_k, dataset_name=args.dataset_name,
+        dataset_id=args.dataset_id, show_progress_bar=not args.no_progress, runs=runs,
+    )
+    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    if args.save_runs:
+        Path(args.save_runs).mkdir(parents=True, exist_ok=True)
+        for name, scores in runs.items():
+            write_trec_run(scores, Path(args.save_runs) / f"{name}.trec")
+    metrics = document["metrics"]
+    print(f"{'':12}" + "".join(f"{m:>13}" for m in metrics), file=sys.stderr)
+    rows = [*document["per_language"].items(), ("average", document["average"])]
+    for name, values in rows:
+        print(f"{name:12}" + "".join(f"{values[m]:13.4f}" for m in metrics), file=sys.stderr)
+    return 0

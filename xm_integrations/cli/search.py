@@ -8,27 +8,33 @@ scored against every passage by exhaustive MaxSim: no index, so it suits corpora
 memory (thousands to a few hundred thousand passages). With ``--rerank`` the best ``--candidates``
 of each query are rescored by Mono-XM, each pair through the adapter of its passage.
 
-Heavy imports (torch, sentence-transformers) happen only when the command runs, so ``--help`` is quick.
+Passage reading, the options shared with ``rerank``, output and errors live in
+:mod:`xm_integrations.cli._common`. Heavy imports (torch, sentence-transformers) happen only when the
+command runs, so ``--help`` is quick.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-# Corpus parsing, errors and JSON output are shared with ``rerank``, so both commands read the same files.
-from xm_integrations.cli.rerank import (
+from xm_integrations.cli._common import (
+    EXIT_FAILURE,
     InputError,
     Passage,
-    _fail,
-    _open_passages,
-    _positive_int,
-    _write_jsonl,
-    read_passages,
+    add_command,
+    add_input_options,
+    add_run_options,
+    fail,
+    load_passages,
+    missing_language_message,
+    output_format,
+    positive_int,
+    write_jsonl,
+    write_table,
 )
 
 __all__ = ["DEFAULT_MODEL", "DEFAULT_RERANKER", "Query", "add_parser", "read_queries", "run", "search"]
@@ -48,7 +54,8 @@ class Query:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``search`` on the top-level parser."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "search",
         help="search a corpus file with ColBERT-XM (exhaustive MaxSim), optionally reranked by Mono-XM",
         description=(
@@ -59,50 +66,32 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "queries through --query-language, which defaults to --language. --rerank rescores the best "
             "--candidates passages of each query with Mono-XM."
         ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=(
-            "examples:\n"
-            "  xm-integrations search corpus.jsonl -q 'When was the Eiffel Tower built?' -q 'Was ist Photosynthese?' \\\n"
-            "      --language auto --top-k 3\n"
-            "  xm-integrations search corpus.txt --query-file queries.txt --language fr --rerank --format table\n"
-            "  python -m xm_integrations.testing build /tmp/xm-tiny    # offline tiny checkpoints, random weights\n"
-            "  xm-integrations search xm_integrations/data/demo_passages.jsonl --model /tmp/xm-tiny/colbert-xm \\\n"
-            "      -q 'When was the Eiffel Tower built?' -q 'Combien de caféine dans le thé vert ?' \\\n"
-            "      -q 'Was ist Photosynthese?' --language auto --top-k 3 --format table"
+        examples=(
+            "xm-integrations search corpus.jsonl -q 'When was the Eiffel Tower built?' -q 'Was ist Photosynthese?' \\",
+            "    --language auto --top-k 3",
+            "xm-integrations search corpus.txt --query-file queries.txt --language fr --rerank --format table",
+            "python -m xm_integrations.testing build /tmp/xm-tiny    # offline tiny checkpoints, random weights",
+            "xm-integrations search xm_integrations/data/demo_passages.jsonl --model /tmp/xm-tiny/colbert-xm \\",
+            "    -q 'When was the Eiffel Tower built?' -q 'Combien de caféine dans le thé vert ?' \\",
+            "    -q 'Was ist Photosynthese?' --language auto --top-k 3 --format table",
         ),
+        run=run,
     )
-    parser.add_argument("corpus", nargs="?", default="-",
-                        help="file of passages, one per line or JSON lines; '-' or nothing reads stdin")
     queries = parser.add_mutually_exclusive_group(required=True)
     queries.add_argument("-q", "--query", action="append", help="a query (repeat for several)")
     queries.add_argument("--query-file", type=Path, help="a file of queries, one per line (blank lines skipped)")
-    parser.add_argument("-m", "--model", default=DEFAULT_MODEL,
-                        help=f"Hub repo id or local folder of a ColBERT-XM checkpoint (default: {DEFAULT_MODEL})")
-    parser.add_argument(
-        "-l", "--language",
-        help="language of the passages without their own: a code, tag or name ('fr', 'pt-BR', 'German'), or "
-             "'auto' to detect each one (default: the checkpoint's default language)",
-    )
+    add_input_options(parser, passages="corpus", default_model=DEFAULT_MODEL, model_kind="a ColBERT-XM checkpoint")
     parser.add_argument("--query-language",
                         help="language of the queries, or 'auto' to detect each (default: --language)")
-    parser.add_argument("-k", "--top-k", type=_positive_int, default=10,
+    parser.add_argument("-k", "--top-k", type=positive_int, default=10,
                         help="results per query (default: 10)")
     parser.add_argument("--rerank", action="store_true", help="rescore the candidates with Mono-XM")
     parser.add_argument("--reranker", default=DEFAULT_RERANKER,
                         help=f"Hub repo id or local folder of the Mono-XM checkpoint (default: {DEFAULT_RERANKER})")
-    parser.add_argument("--candidates", type=_positive_int, default=100,
+    parser.add_argument("--candidates", type=positive_int, default=100,
                         help="with --rerank, how many MaxSim results per query Mono-XM rescores (default: 100)")
-    parser.add_argument("--input-format", choices=("auto", "text", "jsonl"), default="auto",
-                        help="'text': one passage per line (blank lines skipped); 'jsonl': one JSON object or "
-                             "string per line; 'auto' (default): jsonl when the first line starts with '{' or '\"'")
-    parser.add_argument("--format", choices=("auto", "jsonl", "table"), default="auto",
-                        help="output: JSON lines (one per result) or a table (default: a table on a terminal, "
-                             "else JSON lines)")
-    parser.add_argument("--batch-size", type=_positive_int, default=32, help="texts per forward pass (default: 32)")
-    parser.add_argument("--device", help="torch device, e.g. cpu or cuda:0 (default: the best available)")
-    parser.add_argument("--no-progress", action="store_true",
-                        help="no progress bars (shown on stderr while the corpus is encoded)")
-    parser.set_defaults(func=run)
+    add_run_options(parser, batch_unit="texts", rows_per_line="result",
+                    progress_help="no progress bars (shown on stderr while the corpus is encoded)")
     return parser
 
 
@@ -201,12 +190,11 @@ def run(args: argparse.Namespace) -> int:
     """Run ``search``; returns the exit code."""
     try:
         queries = read_queries(args)
-        lines, source = _open_passages(args.corpus)
-        passages = read_passages(lines, args.input_format, source)
+        passages, source = load_passages(args.corpus, args.input_format)
     except InputError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     if not passages:
-        return _fail(f"the corpus {source} holds no passage (blank lines are skipped).")
+        return fail(f"the corpus {source} holds no passage (blank lines are skipped).")
 
     from xm_integrations.colbert_xm import ColBERTXM
     from xm_integrations.languages import UnknownLanguageError
@@ -225,8 +213,7 @@ def run(args: argparse.Namespace) -> int:
 
             reranker = MonoXM(args.reranker, device=args.device)
     except (OSError, ValueError, TypeError) as exc:
-        print(f"error: cannot load a model: {exc}", file=sys.stderr)
-        return 1
+        return fail(f"cannot load a model: {exc}", EXIT_FAILURE)
 
     try:
         results = search(
@@ -235,21 +222,19 @@ def run(args: argparse.Namespace) -> int:
             show_progress_bar=not args.no_progress,
         )
     except MissingLanguageError:
-        return _fail(f"{args.model} has no default language: pass --language (e.g. --language fr, or --language auto "
-                     'to detect each passage and query), or give each JSON line a "language".')
+        return fail(missing_language_message(args.model, "each passage and query"))
     except UnknownLanguageError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
 
     rows = [
         {"query": query.text, "query_index": query_index, "query_language": query.language, "rank": rank, **hit}
         for query_index, (query, hits) in enumerate(results)
         for rank, hit in enumerate(hits, start=1)
     ]
-    output_format = args.format if args.format != "auto" else ("table" if sys.stdout.isatty() else "jsonl")
-    if output_format == "table":
+    if output_format(args.format) == "table":
         _write_table(results, sys.stdout)
     else:
-        _write_jsonl(rows, sys.stdout)
+        write_jsonl(rows, sys.stdout)
     return 0
 
 
@@ -266,13 +251,4 @@ def _write_table(results: list[tuple[Query, list[dict[str, Any]]]], out: TextIO)
              hit["language"], str(hit.get("id", hit["index"])), hit["text"])
             for rank, hit in enumerate(hits, start=1)
         ]
-        fixed = len(header) - 1
-        widths = [max([len(header[column])] + [len(cell[column]) for cell in cells]) for column in range(fixed)]
-        text_width = max(20, shutil.get_terminal_size((120, 24)).columns - sum(widths) - 2 * fixed)
-        for cell in [header, *cells]:
-            text = " ".join(cell[-1].split())
-            text = text if len(text) <= text_width else text[: text_width - 1] + "…"
-            numeric = 2 + reranked
-            columns = "  ".join(value.rjust(width) if column < numeric else value.ljust(width)
-                                for column, (value, width) in enumerate(zip(cell[:fixed], widths)))
-            out.write(f"{columns}  {text}\n")
+        write_table(header, cells, out, numeric=2 + reranked)
