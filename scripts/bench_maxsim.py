@@ -334,6 +334,15 @@ def main(argv: list[str] | None = None) -> int:
         corpus_bytes_needed = corpus_bytes + stock_n * args.doc_tokens * args.dim * torch.finfo(dtype).bits // 8
     else:
         corpus_bytes_needed = corpus_bytes
+    if args.device.startswith("cuda"):
+        avail = torch.cuda.mem_get_info(torch.device(args.device))[0]
+        if args.min_doc_tokens is not None and "stock/padded" in variants:
+            corpus_bytes_needed += stock_n * int(offsets[-1]) // largest * args.dim * torch.finfo(dtype).bits // 8
+        if corpus_bytes_needed + 2 * 2**30 > avail:
+            p.error(
+                f"the corpus needs {corpus_bytes_needed / 2**30:.1f} GiB (+ ~2 GiB working memory) but only "
+                f"{avail / 2**30:.1f} GiB of GPU memory is free: lower --n-docs or --stock-n-docs"
+            )
     if args.device == "cpu":
         with open("/proc/meminfo") as f:
             avail = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable"))

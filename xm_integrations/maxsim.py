@@ -48,6 +48,7 @@ from torch import Tensor
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET_CPU",
+    "DEFAULT_MEMORY_BUDGET_CPU_COPY",
     "DEFAULT_MEMORY_BUDGET_CUDA",
     "PackedTokens",
     "TokenEmbeddings",
@@ -57,11 +58,16 @@ __all__ = [
     "pad_token_embeddings",
 ]
 
-#: Default per-chunk working set on CPU. Small on purpose: the similarity block of a chunk should stay
-#: in cache while it is max-reduced, and every allocation stays under glibc's 32 MiB mmap threshold.
-#: Measured on the development machine (2 cores, 2 MiB L2 per core, one thread): 16-64 MiB score
-#: 50k x 32-token documents in the same CPU time (+-3%); 4 MiB is ~15% and 128 MiB ~20% slower.
+#: Default per-chunk working set on CPU when the product reads the documents in place (padded or
+#: packed float32). The similarity block of a chunk should stay in cache while it is max-reduced,
+#: and every allocation stays under glibc's 32 MiB mmap threshold. Measured on the development
+#: machine (2 cores, 2 MiB L2 per core, one thread): 16-64 MiB score 50k x 32-token documents in the
+#: same CPU time (+-3%); 4 MiB is ~15-35% and 128 MiB ~20% slower.
 DEFAULT_MEMORY_BUDGET_CPU = 32 * 2**20
+#: Default per-chunk working set on CPU when each chunk is first copied (a list is concatenated,
+#: half precision is upcast): the copy should still be in cache when the product reads it. Measured
+#: there: bf16 100k x 32 tokens 631 ms CPU at 4 MiB vs 848 ms at 32 MiB; a list 983 vs 1135 ms.
+DEFAULT_MEMORY_BUDGET_CPU_COPY = 4 * 2**20
 #: Default per-chunk working set on CUDA: larger, since the product only saturates the GPU with
 #: hundreds of thousands of document tokens per launch. The chunk loop never syncs with the host, so
 #: launches overlap the GPU work; measured on an H200, 1M x 32-token documents take 12 ms (fp32) /
@@ -481,8 +487,10 @@ def _check_positive(value: int | None, name: str) -> None:
         raise ValueError(f"{name} must be a positive int or None, got {value!r}.")
 
 
-def _default_budget(device: torch.device | None) -> int:
-    return DEFAULT_MEMORY_BUDGET_CUDA if device is not None and device.type != "cpu" else DEFAULT_MEMORY_BUDGET_CPU
+def _default_budget(device: torch.device | None, copies: bool = False) -> int:
+    if device is not None and device.type != "cpu":
+        return DEFAULT_MEMORY_BUDGET_CUDA
+    return DEFAULT_MEMORY_BUDGET_CPU_COPY if copies else DEFAULT_MEMORY_BUDGET_CPU
 
 
 _MM_OUT_DTYPE_OK: dict[tuple[str, torch.dtype], bool] = {}
@@ -636,12 +644,13 @@ def maxsim(
         return out  # nothing to score; empty queries/documents score 0.0
     dim = d_side.dim
     elem = torch.finfo(out_dtype).bits // 8
-    budget = memory_budget if memory_budget is not None else _default_budget(device)
 
     # Queries: real tokens only, flattened, grouped into chunks of whole queries.
     q_flat = q_side.real_tokens().to(device)
     half = d_side.dtype in (torch.float16, torch.bfloat16)
     fast_half = half and device.type != "cpu" and q_flat.dtype == d_side.dtype
+    copies = d_side.kind == "list" or (not fast_half and d_side.dtype != out_dtype)
+    budget = memory_budget if memory_budget is not None else _default_budget(device, copies)
     q_flat = q_flat if fast_half else q_flat.to(out_dtype)
     q_lengths = q_side.lengths
     q_offsets = [0] + torch.cumsum(q_lengths, 0).tolist()
@@ -677,15 +686,16 @@ def maxsim(
         offsets = d_side.offsets()
         bounds = offsets.tolist()
         lengths_all = d_side.lengths
+        lengths_dev = lengths_all.to(device)  # once: no host-to-device copy per chunk
+        has_empty = bool((lengths_all == 0).any())
         for s, e in _ragged_chunks(offsets, max_query_tokens, dim, elem, budget, chunk_size):
             if bounds[e] == bounds[s]:
                 continue  # only empty documents: 0.0
             flat = d_side.flat_block(s, e, bounds, block_dtype, ws)
-            lengths = lengths_all[s:e]
+            lengths = lengths_dev[s:e]
             empty = None
-            if int(lengths.min()) == 0:
-                empty = (lengths == 0).nonzero().squeeze(1).to(device)
-            lengths = lengths.to(device)
+            if has_empty and int(lengths_all[s:e].min()) == 0:
+                empty = (lengths_all[s:e] == 0).nonzero().squeeze(1).to(device)
             for q0, q1, q_t, q_ids in q_chunks:
                 sims = product(flat, q_t)
                 best = torch.segment_reduce(sims, "max", lengths=lengths, axis=0, unsafe=True)
