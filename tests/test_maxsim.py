@@ -160,7 +160,9 @@ def test_half_precision_accumulates_in_float32(data, dtype):
     assert out.dtype == torch.float32
     assert_scores(out, queries, documents, rtol_half=1e-3)
     d_pad, d_mask = pad_token_embeddings(documents, padding_value=1e4)  # 1e4 fits fp16 and bf16
-    assert torch.equal(maxsim(queries, d_pad, document_mask=d_mask), out)
+    # padded path vs ragged path: same values up to BLAS shape-dependent rounding (a few ulps)
+    padded = maxsim(queries, d_pad, document_mask=d_mask)
+    torch.testing.assert_close(padded, out, rtol=0, atol=4 * U32 * out.abs().max().item())
     pair = maxsim_pairwise(queries, documents[: len(queries)])
     assert pair.dtype == torch.float32
     ref = np.diag(ref_maxsim(as_np(queries), as_np(documents[: len(queries)])))
