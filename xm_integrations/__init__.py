@@ -27,7 +27,13 @@ if TYPE_CHECKING:
     from xm_integrations.colbert_reranker import XMColBERTReranker
     from xm_integrations.detection import detect_language
     from xm_integrations.flag_reranker import XMFlagReranker
-    from xm_integrations.maxsim import maxsim, maxsim_pairwise
+    from xm_integrations.maxsim import (
+        PackedTokens,
+        maxsim,
+        maxsim_pairwise,
+        pack_token_embeddings,
+        pad_token_embeddings,
+    )
     from xm_integrations.mono_xm import MonoXM
 
 __version__ = "0.1.0"
@@ -40,6 +46,9 @@ _LAZY = {
     "detect_language": "xm_integrations.detection",
     "maxsim": "xm_integrations.maxsim",
     "maxsim_pairwise": "xm_integrations.maxsim",
+    "PackedTokens": "xm_integrations.maxsim",
+    "pack_token_embeddings": "xm_integrations.maxsim",
+    "pad_token_embeddings": "xm_integrations.maxsim",
 }
 
 __all__ = [
@@ -48,12 +57,15 @@ __all__ = [
     "ColBERTXM",
     "MissingLanguageError",
     "MonoXM",
+    "PackedTokens",
     "UnknownLanguageError",
     "XMColBERTReranker",
     "XMFlagReranker",
     "detect_language",
     "maxsim",
     "maxsim_pairwise",
+    "pack_token_embeddings",
+    "pad_token_embeddings",
     "resolve_language",
 ]
 
