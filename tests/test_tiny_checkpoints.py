@@ -13,11 +13,12 @@ import pytest
 import torch
 from huggingface_hub import constants, hf_hub_download
 from safetensors import safe_open
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, XmodModel
+from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer, XmodModel
 
 from xm_integrations.testing import TINY_LANGUAGES, build_tiny_colbert_xm, build_tiny_mono_xm, populate_hub_cache
 
 from .conftest import COLBERT_XM_REPO, MONO_XM_REPO
+from .test_languages import XMOD_BASE_LANGUAGES
 
 
 def _digest(folder) -> dict[str, str]:
@@ -31,8 +32,7 @@ def test_mono_xm_layout(tiny_mono_xm):
     assert config["architectures"] == ["XmodForSequenceClassification"]
     assert config["default_language"] is None
     assert config["id2label"] == {"0": "LABEL_0"}
-    for code in ("fr_XX", "zh_CN", "zh_TW", "pt_XX", "en_XX"):
-        assert code in config["languages"]
+    assert config["languages"] == XMOD_BASE_LANGUAGES  # facebook/xmod-base's list, written out independently
     tokenizer = AutoTokenizer.from_pretrained(tiny_mono_xm)
     assert tokenizer.model_max_length == 512  # as XLM-R's: stock loaders truncate long inputs there
     assert len(tokenizer("word " * 2000, truncation=True)["input_ids"]) == 512
@@ -68,12 +68,25 @@ def test_colbert_xm_layout(tiny_colbert_xm):
     assert "linear.bias" not in keys
     assert linear.shape == (metadata["dim"], config["hidden_size"])
     assert all(key.startswith("roberta.") for key in keys - {"linear.weight"})
-    # The encoder weights load into a plain XmodModel with nothing missing.
+    # The encoder weights load into a plain XmodModel with nothing missing and nothing left over.
     encoder = XmodModel(AutoConfig.from_pretrained(tiny_colbert_xm), add_pooling_layer=False)
     with safe_open(tiny_colbert_xm / "model.safetensors", "pt") as weights:
         state = {key[len("roberta."):]: weights.get_tensor(key) for key in keys if key.startswith("roberta.")}
-    missing, unexpected = encoder.load_state_dict(state, strict=True), None
-    assert not missing.missing_keys and unexpected is None
+    result = encoder.load_state_dict(state, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+
+
+def test_colbert_xm_loads_with_plain_automodel(tiny_colbert_xm):
+    """``AutoModel`` reads the HF_ColBERT file as users' transformers snippets do: ``roberta.*`` is the encoder."""
+    model, info = AutoModel.from_pretrained(tiny_colbert_xm, output_loading_info=True)
+    assert type(model) is XmodModel
+    assert set(info["unexpected_keys"]) == {"linear.weight"}  # the ColBERT head, read separately
+    assert {key.split(".")[0] for key in info["missing_keys"]} <= {"pooler"}  # ColBERT never uses it
+    state = model.state_dict()
+    with safe_open(tiny_colbert_xm / "model.safetensors", "pt") as weights:
+        for key in weights.keys():
+            if key.startswith("roberta."):
+                assert torch.equal(state[key[len("roberta."):]], weights.get_tensor(key)), key
 
 
 def test_builds_are_deterministic(tmp_path):
@@ -104,24 +117,44 @@ def test_hub_cache_layout_and_offline_resolution(hub_cache, tiny_mono_xm):
     assert again.name == commit  # idempotent
 
 
-def test_load_by_repo_id_in_a_fresh_offline_process(hub_cache):
-    """Loading by repo id goes through huggingface_hub's cache resolution with HF_HUB_OFFLINE=1."""
+def test_load_by_repo_id_in_a_fresh_offline_process(hub_cache, tiny_mono_xm, tiny_colbert_xm):
+    """Loading by repo id goes through huggingface_hub's cache resolution with HF_HUB_OFFLINE=1.
+
+    The reference is the same checkpoint loaded from its local folder in this process: the repo id
+    must give the very same model, not merely one of the right shape.
+    """
+    fr = TINY_LANGUAGES.index("fr_XX")
     script = textwrap.dedent(
         f"""
-        import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer, AutoConfig
-        model = AutoModelForSequenceClassification.from_pretrained({MONO_XM_REPO!r})
+        import json, torch
+        from huggingface_hub import constants
+        from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+        assert constants.HF_HUB_OFFLINE
+        model = AutoModelForSequenceClassification.from_pretrained({MONO_XM_REPO!r}).eval()
         tokenizer = AutoTokenizer.from_pretrained({MONO_XM_REPO!r})
+        features = tokenizer(["a query"], ["a passage"], return_tensors="pt")
+        with torch.no_grad():
+            logit = model(**features, lang_ids=torch.tensor([{fr}])).logits.item()
         config = AutoConfig.from_pretrained({COLBERT_XM_REPO!r})
-        assert config.architectures == ["HF_ColBERT"]
-        out = model(**tokenizer(["q"], ["p"], return_tensors="pt"), lang_ids=torch.tensor([7])).logits
-        print("OK", tuple(out.shape))
+        encoder = AutoModel.from_pretrained({COLBERT_XM_REPO!r})
+        checksum = sum(float(p.double().sum()) for n, p in encoder.named_parameters() if not n.startswith("pooler."))
+        print(json.dumps({{"logit": logit, "architectures": config.architectures, "checksum": checksum}}))
         """
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(hub_cache)}
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "OK (1, 1)" in result.stdout
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_mono_xm).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_mono_xm)
+    with torch.no_grad():
+        expected = model(**tokenizer(["a query"], ["a passage"], return_tensors="pt"), lang_ids=torch.tensor([fr])).logits
+    assert loaded["logit"] == pytest.approx(expected.item(), abs=1e-6)
+    assert loaded["architectures"] == ["HF_ColBERT"]
+    with safe_open(tiny_colbert_xm / "model.safetensors", "pt") as weights:
+        checksum = sum(float(weights.get_tensor(k).double().sum()) for k in weights.keys() if k.startswith("roberta."))
+    assert loaded["checksum"] == pytest.approx(checksum, rel=1e-9)
 
 
 def test_missing_repo_fails_offline(hub_cache):
