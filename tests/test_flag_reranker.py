@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ pytest.importorskip("FlagEmbedding")
 from FlagEmbedding import FlagAutoReranker, FlagReranker  # noqa: E402
 
 from xm_integrations import MissingLanguageError, UnknownLanguageError, XMFlagReranker, resolve_language  # noqa: E402
+from xm_integrations.routing import RoutedPair  # noqa: E402
 from xm_integrations.testing import build_tiny_mono_xm  # noqa: E402
 from xm_integrations.testing.corpus import SAMPLE_PASSAGES, SAMPLE_QUERIES  # noqa: E402
 
@@ -147,6 +149,26 @@ def test_flag_auto_reranker_returns_ours(hub_cache: Path, reference: Reference) 
     np.testing.assert_allclose(reranker.compute_score(PAIRS), reference.logits(PAIRS, "de_DE"), atol=ATOL)
 
 
+@pytest.mark.slow
+def test_registration_when_flag_embedding_is_imported_first() -> None:
+    """Slow (about 15 s): a fresh interpreter imports FlagEmbedding's mapping before ``xm_integrations``.
+
+    The other order (``xm_integrations`` first, as in this test session) is covered by
+    ``test_flag_auto_reranker_returns_ours``.
+    """
+    code = (
+        "from FlagEmbedding.inference.reranker.model_mapping import AUTO_RERANKER_MAPPING\n"
+        "assert 'mono-xm' not in AUTO_RERANKER_MAPPING\n"
+        "import xm_integrations\n"
+        "from xm_integrations.flag_reranker import XMFlagReranker\n"
+        "assert AUTO_RERANKER_MAPPING['mono-xm'].model_class is XMFlagReranker, AUTO_RERANKER_MAPPING['mono-xm']\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
 def test_import_is_cheap_and_flag_embedding_optional() -> None:
     """``import xm_integrations`` imports no FlagEmbedding and works without it (fresh interpreters)."""
     code = (
@@ -189,6 +211,46 @@ def test_empty_and_malformed_inputs(reranker: XMFlagReranker, reference: Referen
     pairs = [("", ""), ("query", ""), ("", "passage")]
     np.testing.assert_allclose(reranker.compute_score(pairs, language="fr"), reference.logits(pairs, "fr_XX"),
                                atol=ATOL)
+
+
+def test_out_of_range_adapter_ids_are_refused(reranker: XMFlagReranker, reference: Reference) -> None:
+    """XMOD gives silently zeroed adapters for an id it lacks; pairs carrying one must fail, never be scored."""
+    bad_pairs = [RoutedPair(PAIRS[0], 7), RoutedPair(PAIRS[1], 81)]
+    with pytest.raises(IndexError, match=r"\[81\] are out of range.*81 adapters"):
+        reranker.compute_score(bad_pairs)
+    with pytest.raises(IndexError, match=r"\[-1\] are out of range"):
+        reranker.compute_score_single_gpu([RoutedPair(PAIRS[0], -1)])  # what pool workers call
+    scores = reranker.compute_score_single_gpu([RoutedPair(PAIRS[0], 8)])
+    np.testing.assert_allclose(scores, reference.logits(PAIRS[:1], "de_DE"), atol=ATOL)
+
+
+def test_threads_with_different_languages_do_not_interfere(reranker: XMFlagReranker, reference: Reference) -> None:
+    pairs = PAIRS * 3
+    jobs = {"fr": "fr", "mixed": ["zh", "de", "en"] * 5}
+    expected = {"fr": reference.logits(pairs, "fr_XX"),
+                "mixed": reference.logits(pairs, [resolve_language(x) for x in jobs["mixed"]])}
+    assert np.abs(expected["fr"] - expected["mixed"]).max() > 1e-3
+    alone = {name: reranker.compute_score(pairs, language=language, batch_size=4) for name, language in jobs.items()}
+    for name in jobs:
+        np.testing.assert_allclose(alone[name], expected[name], atol=ATOL)
+    results: dict[str, list[list[float]]] = {name: [] for name in jobs}
+    start = threading.Barrier(len(jobs))
+
+    def work(name: str) -> None:
+        start.wait()
+        for _ in range(5):
+            results[name].append(reranker.compute_score(pairs, language=jobs[name], batch_size=4))
+
+    threads = [threading.Thread(target=work, args=(name,)) for name in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    for name in jobs:
+        assert len(results[name]) == 5
+        for scores in results[name]:
+            assert scores == alone[name]
+    assert reranker.default_language is None
 
 
 def test_long_texts_truncated_as_stock_flag_reranker(tiny_mono_xm: Path, tmp_path: Path, reference: Reference) -> None:

@@ -22,6 +22,7 @@ from sentence_transformers import CrossEncoder
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, XmodForSequenceClassification
 
 from xm_integrations import MissingLanguageError, MonoXM, UnknownLanguageError, resolve_language
+from xm_integrations.routing import RoutedPair
 from xm_integrations.testing.corpus import SAMPLE_PASSAGES, SAMPLE_QUERIES
 from xm_integrations.xmod_language import install_language_resolution
 
@@ -263,6 +264,20 @@ def test_non_string_entries_name_the_index(model: MonoXM, pairs: list, message: 
         model.predict(pairs, language="fr")
 
 
+def test_out_of_range_adapter_ids_are_refused(model: MonoXM, reference: Reference) -> None:
+    """XMOD gives silently zeroed adapters for an id it lacks; pairs carrying one must fail, never be scored."""
+    assert len(model.languages) == 81
+    for bad in (81, 1000, -1):
+        with pytest.raises(IndexError, match=rf"\[{bad}\] are out of range.*81 adapters \(ids 0 to 80\)"):
+            model.predict([RoutedPair(PAIRS[0], 7), RoutedPair(PAIRS[1], bad)])
+    # A carried id in range is used as is (what rank() relies on), and equals the reference adapter.
+    np.testing.assert_allclose(model.predict([RoutedPair(PAIRS[0], 8)]), reference.scores(PAIRS[:1], "de_DE"),
+                               atol=ATOL)
+    # An explicit language re-routes carried pairs, so a bad carried id cannot leak through.
+    np.testing.assert_allclose(model.predict([RoutedPair(PAIRS[0], 99)], language="fr"),
+                               reference.scores(PAIRS[:1], "fr_XX"), atol=ATOL)
+
+
 def test_empty_strings_are_scored(model: MonoXM, reference: Reference) -> None:
     pairs = [("", ""), ("query", ""), ("", "passage"), PAIRS[0]]
     np.testing.assert_allclose(model.predict(pairs, language="fr"), reference.scores(pairs, "fr_XX"), atol=ATOL)
@@ -328,7 +343,7 @@ def call_with_timeout(function: Callable[[], Any], seconds: float) -> Any:
 
 @pytest.mark.slow
 def test_two_process_pool(tiny_mono_xm: Path, reference: Reference) -> None:
-    """Slow (about 20-40 s on 2 cores): starts two spawned CPU workers."""
+    """Slow (about 30-60 s on 2 cores): starts two spawned CPU workers, then a temporary pool of two."""
     model = MonoXM(str(tiny_mono_xm), language="fr")
     pairs = PAIRS * 3
     languages = ["fr", "de", "zh", "es", "ru", "en"] * 3
@@ -361,6 +376,15 @@ def test_two_process_pool(tiny_mono_xm: Path, reference: Reference) -> None:
         # ... and the pool still serves.
         again = call_with_timeout(lambda: model.predict(PAIRS, language="de", pool=pool, chunk_size=2), 60)
         np.testing.assert_allclose(again, default, atol=1e-6)
+
+        # rank() over a temporary pool made from a list of devices, one language per document.
+        query, documents = SAMPLE_QUERIES["en_XX"], [passage for _, passage in PAIRS]
+        expected = reference.scores([(query, d) for d in documents], KNOWN_LANGUAGES)
+        ranked = call_with_timeout(
+            lambda: model.rank(query, documents, language=KNOWN_LANGUAGES, device=["cpu", "cpu"], chunk_size=2), 240
+        )
+        assert [r["corpus_id"] for r in ranked] == list(np.argsort(-expected))
+        np.testing.assert_allclose([r["score"] for r in ranked], np.sort(expected)[::-1], atol=ATOL)
 
         # Dead workers are noticed within seconds instead of leaving the caller waiting.
         for process in pool["processes"]:

@@ -219,8 +219,12 @@ class MonoXM(XmodLanguageMixin, CrossEncoder):
 
     @staticmethod
     def _input_length(sample: Any) -> int:
-        """Sort key of ``CrossEncoder``'s batching: adapter first, then length (see ``language_major_length``)."""
-        return language_major_length(sample, BaseModel._input_length(sample))
+        """Sort key of ``CrossEncoder``'s batching: adapter first, then length (see ``language_major_length``).
+
+        The length is the stock key, looked up on ``CrossEncoder`` so that it is found wherever a
+        sentence-transformers version defines it.
+        """
+        return language_major_length(sample, CrossEncoder._input_length(sample))
 
 
 def _is_single_pair(model: CrossEncoder, inputs: Any) -> bool:
