@@ -12,7 +12,7 @@ Implemented from what huggingface_hub 2.4 sends (``hf_api.py``: ``create_repo``,
 
 It listens on 127.0.0.1 only, so no request leaves the machine. Every request is recorded (method,
 path, query, headers, body) for the tests to inspect, and :meth:`FakeHub.fail` makes the next
-request to an endpoint answer with an error, to test what a client does after a failure.
+request(s) to an endpoint answer with an error, to test what a client does after a failure.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ class FakeHub:
         self.token = token
         self.repos: dict[str, Repo] = {}
         self.requests: list[RecordedRequest] = []
-        self._failures: dict[str, tuple[int, str]] = {}
+        self._failures: dict[str, tuple[int, str, int]] = {}
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -106,9 +106,13 @@ class FakeHub:
         self._server.server_close()
         self._thread.join()
 
-    def fail(self, endpoint: str, status: int = 500, message: str = "Internal Error - we're working hard to fix this") -> None:
-        """Answer the next request to ``endpoint`` with ``status`` (and change nothing)."""
-        self._failures[endpoint] = (status, message)
+    def fail(self, endpoint: str, status: int = 500, message: str = "Internal Error - we're working hard to fix this",
+             times: int = 1) -> None:
+        """Answer the next ``times`` requests to ``endpoint`` with ``status`` (and change nothing).
+
+        huggingface_hub retries some requests (``preupload``, on 5xx) by itself: fail those more than once.
+        """
+        self._failures[endpoint] = (status, message, times)
 
     def commits(self, repo_id: str) -> list[Commit]:
         """The repo's commits, oldest first, the empty initial one excluded."""
@@ -156,7 +160,9 @@ class FakeHub:
         if request.headers.get("authorization") != f"Bearer {self.token}":
             return 401, {"error": "Invalid credentials in Authorization header"}, {}
         if request.endpoint in self._failures:
-            status, message = self._failures.pop(request.endpoint)
+            status, message, times = self._failures.pop(request.endpoint)
+            if times > 1:
+                self._failures[request.endpoint] = (status, message, times - 1)
             return status, {"error": message}, {}
         parts = request.path.strip("/").split("/")
         if request.endpoint == "create":

@@ -22,8 +22,9 @@ from xm_integrations.evaluation import (
 
 ir_measures = pytest.importorskip("ir_measures")
 REFERENCE = ir_measures.providers.registry["pytrec_eval"]
-# trec_eval's recip_rank has no cutoff (the pytrec_eval provider silently ignores RR@10's), so MRR@10
-# is taken from the full reciprocal rank: a first relevant document below rank 10 gives 1/rank < 0.1.
+# trec_eval's recip_rank has no cutoff, and ir-measures 0.4.3's pytrec_eval provider gets RR@10 wrong (0.0 for a
+# first relevant document at rank 4), so MRR@10 is taken from the full reciprocal rank: a first relevant document
+# below rank 10 gives 1/rank < 0.1. The msmarco provider's RR@10 cross-checks it on runs without ties (below).
 REFERENCE_MEASURES = {
     "mrr@10": ir_measures.RR,
     "ndcg@10": ir_measures.nDCG @ 10,
@@ -125,6 +126,27 @@ def test_metrics_equal_trec_eval_on_random_runs_with_many_ties(seed: int) -> Non
             assert ours.per_query[query_id][metric] == pytest.approx(value, abs=1e-12), (seed, query_id, metric)
     for metric, value in reference_mean(run, qrels).items():
         assert ours.mean[metric] == pytest.approx(value, abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_mrr_at_10_equals_the_ms_marco_implementation_without_ties(seed: int) -> None:
+    """A second, independent MRR@10 (ir-measures' msmarco provider, which applies the cutoff itself).
+
+    Its tie order differs from trec_eval's, so the scores here are all distinct."""
+    rng = random.Random(seed)
+    qrels, run = {}, {}
+    for q in range(30):
+        docs = [f"d{i}" for i in rng.sample(range(500), rng.randrange(1, 40))]
+        qrels[f"q{q}"] = {doc: rng.choice([0, 1, 2]) for doc in rng.sample(docs, min(len(docs), 5))}
+        qrels[f"q{q}"][f"unretrieved{q}"] = 1
+        scores = rng.sample(range(10_000), len(docs))
+        run[f"q{q}"] = {doc: float(score) for doc, score in zip(docs, scores)}
+    msmarco = ir_measures.providers.registry["msmarco"]
+    expected = {m.query_id: m.value for m in msmarco.iter_calc([ir_measures.RR @ 10], qrels, run)}
+    ours = evaluate_run(run, qrels, metrics=["mrr@10"]).per_query
+    assert any(0 < value < 1 for value in expected.values()) and any(value == 0 for value in expected.values())
+    for query_id, value in expected.items():
+        assert ours[query_id]["mrr@10"] == pytest.approx(value, abs=1e-12), query_id
 
 
 def test_rank_documents_breaks_ties_by_decreasing_id() -> None:
@@ -345,3 +367,54 @@ def test_evaluate_then_push_puts_the_numbers_in_the_card(tmp_path: Path) -> None
     assert entries[("sample (fr)", "ndcg_at_10")] == round(document["per_language"]["fr"]["ndcg@10"], 4)
     assert entries[("sample (average)", "recall_at_100")] == round(document["average"]["recall@100"], 4)
     assert len(entries) == 12
+
+
+def reference_from_trec_files(run_file: Path, qrels_file: Path) -> dict[str, float]:
+    """Mean metrics computed by trec_eval from a TREC run and TREC qrels, both read by ir-measures."""
+    run: dict = {}
+    for scored in ir_measures.read_trec_run(str(run_file)):
+        run.setdefault(scored.query_id, {})[scored.doc_id] = scored.score
+    qrels: dict = {}
+    for judged in ir_measures.read_trec_qrels(str(qrels_file)):
+        qrels.setdefault(judged.query_id, {})[judged.doc_id] = judged.relevance
+    return reference_mean(run, qrels)
+
+
+@pytest.mark.slow
+def test_evaluate_script_on_ir_datasets_layout_matches_trec_eval(tmp_path: Path, tiny_colbert_xm: Path) -> None:
+    """scripts/evaluate.py as users run it, in its own process, on an `ir_datasets export` folder (docs.jsonl,
+    queries.tsv, TREC qrels with a non-relevant judgement, an unjudged query and a query absent from the queries'
+    judgements), full ranking with ColBERT-XM; progress bars go to stderr."""
+    import os
+    import subprocess
+    import sys
+
+    from xm_integrations.testing.corpus import SAMPLE_PASSAGES
+
+    data = tmp_path / "mini-fr"
+    data.mkdir()
+    passages = SAMPLE_PASSAGES["fr_XX"] + SAMPLE_PASSAGES["de_DE"]
+    (data / "docs.jsonl").write_text("".join(json.dumps({"doc_id": f"D{i}", "text": text}, ensure_ascii=False) + "\n"
+                                             for i, text in enumerate(passages)), encoding="utf-8")
+    (data / "queries.tsv").write_text("1\tQuand la tour Eiffel a-t-elle été construite ?\n"
+                                      "2\tCombien de caféine dans le thé vert ?\n3\tjamais jugée\n", encoding="utf-8")
+    (data / "qrels").write_text("1 0 D0 1\n1 0 D1 0\n2 0 D3 2\n2 0 D6 1\n", encoding="utf-8")
+    output, runs = tmp_path / "results.json", tmp_path / "runs"
+    script = Path(__file__).resolve().parents[1] / "scripts" / "evaluate.py"
+    done = subprocess.run(
+        [sys.executable, str(script), str(tiny_colbert_xm), str(data), "--language", "fr", "--top-k", "5",
+         "--output", str(output), "--save-runs", str(runs), "--batch-size", "2"],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    document = json.loads(output.read_text())
+    assert document["task"] == "retrieval" and list(document["per_language"]) == ["mini-fr"]
+    assert document["per_language"]["mini-fr"]["num_queries"] == 2  # the unjudged query is not evaluated
+    reference = reference_from_trec_files(runs / "mini-fr.trec", data / "qrels")
+    for metric in METRICS:
+        assert document["per_language"]["mini-fr"][metric] == pytest.approx(reference[metric], abs=1e-9)
+        assert document["average"][metric] == document["per_language"]["mini-fr"][metric]
+    assert sum(1 for _ in (runs / "mini-fr.trec").open()) == 2 * 5  # top-k kept per query
+    for bar in ("mini-fr: corpus", "Encoding documents: 100%", "Encoding queries: 100%"):  # progress bars
+        assert bar in done.stderr, bar

@@ -51,11 +51,28 @@ def test_card_metadata_parses_and_lists_every_adapter(model_folder: tuple[str, P
     assert metadata["license"] == ("apache-2.0" if name.startswith("xmod") else "mit")
     assert metadata["base_model"] == "facebook/xmod-base"
     assert metadata["library_name"] == ("transformers" if name.startswith("xmod") else "sentence-transformers")
-    assert metadata.get("pipeline_tag") == {"mono_xm_fr": "text-ranking", "colbert_xm_fr": "feature-extraction"}.get(name)
-    assert "xmod" in metadata["tags"]
+    assert metadata["pipeline_tag"] == {"mono_xm_fr": "text-ranking", "colbert_xm_fr": "feature-extraction",
+                                        "xmod_encoder": "feature-extraction",
+                                        "xmod_classifier": "text-classification"}[name]
+    assert metadata.get("datasets") == (None if name.startswith("xmod") else ["ms_marco"])
+    assert "xmod" in metadata["tags"] and "multilingual" in metadata["tags"]
+    if not name.startswith("xmod"):
+        assert "sentence-transformers" in metadata["tags"]
+    assert "model-index" not in metadata  # no evaluation results given
     # The body's table has a row per adapter.
     for code in TINY_LANGUAGES:
         assert f"| `{code}` |" in card.text, code
+
+
+def test_card_options_set_the_metadata(mono_xm_fr: Path, tmp_path: Path) -> None:
+    """--license, --base-model, --dataset and --tag reach the YAML front matter as given."""
+    options = CardOptions(license="apache-2.0", base_model="antoinelouis/mono-xm", datasets=["unicamp-dl/mmarco"],
+                          tags=["french", "xmod"])
+    metadata = metadata_load(write_card(render_model_card(mono_xm_fr, "test-org/mono", options), tmp_path))
+    assert metadata["license"] == "apache-2.0"
+    assert metadata["base_model"] == "antoinelouis/mono-xm"
+    assert metadata["datasets"] == ["unicamp-dl/mmarco"]
+    assert metadata["tags"].count("xmod") == 1 and "french" in metadata["tags"]
 
 
 def test_card_languages_follow_the_checkpoint(tmp_path: Path) -> None:

@@ -89,6 +89,13 @@ def test_conversion_keeps_adapters_lengths_and_markers(colbert_xm_fr: Path, tiny
     assert st_config["prompts"] == {"query": "<unk>", "document": "<unk>"}
     assert not (colbert_xm_fr / "artifact.metadata").exists()
     assert not (colbert_xm_fr / "README.md").exists()  # push renders the card
+    # Stock module types only (anything else needs trust_remote_code since sentence-transformers 6.0) ...
+    modules = json.loads((colbert_xm_fr / "modules.json").read_text())
+    assert modules and all(module["type"].startswith("sentence_transformers.") for module in modules)
+    # ... and weights in safetensors only: nothing to unpickle.
+    weights = sorted(p.relative_to(colbert_xm_fr).as_posix() for p in colbert_xm_fr.rglob("*")
+                     if p.suffix in (".safetensors", ".bin", ".pt", ".pth", ".pkl", ".ckpt"))
+    assert weights == ["1_Dense/model.safetensors", "model.safetensors"]
 
 
 def test_convert_repo_id_from_the_hub_cache(hub_cache: Path, tmp_path: Path) -> None:
@@ -150,3 +157,33 @@ def test_failed_check_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyP
     with pytest.raises(ValidationError, match="does not reproduce the source"):
         convert_model(source, tmp_path / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
+@pytest.mark.slow
+def test_convert_script_in_its_own_process(tmp_path: Path) -> None:
+    """scripts/convert_colbert_xm.py as users run it: a colbert-ai checkpoint becomes a folder that stock
+    MultiVectorEncoder encodes as ColBERTXM does on the original layout."""
+    import os
+    import subprocess
+    import sys
+
+    from sentence_transformers import MultiVectorEncoder
+
+    from xm_integrations import ColBERTXM
+    from xm_integrations.testing import build_tiny_colbert_xm
+
+    source = build_tiny_colbert_xm(tmp_path / "src", languages=SMALL_LANGUAGES)
+    script = Path(__file__).resolve().parents[1] / "scripts" / "convert_colbert_xm.py"
+    done = subprocess.run([sys.executable, str(script), str(source), str(tmp_path / "out"), "--language", "German"],
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "(colbert-xm, default language de_DE)" in done.stdout
+    queries, documents = REFERENCE["queries"], REFERENCE["documents"]
+    stock = MultiVectorEncoder(str(tmp_path / "out"))
+    original = ColBERTXM(str(source))
+    assert_vectors_equal(stock.encode_query(queries, show_progress_bar=False),
+                         [v.cpu().numpy() for v in original.encode_query(queries, language="de_DE",
+                                                                         show_progress_bar=False)])
+    assert_vectors_equal(stock.encode_document(documents, show_progress_bar=False),
+                         [v.cpu().numpy() for v in original.encode_document(documents, language="de_DE",
+                                                                            show_progress_bar=False)])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -31,8 +32,10 @@ def tree_digest(folder: Path) -> dict[str, str]:
 def hub(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture):
     """A running fake Hub; huggingface_hub's offline switch (set for the whole suite) is lifted for it only."""
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_DEBUG", True)  # huggingface_hub then logs every request as a curl command
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="huggingface_hub")  # its own logger stops at WARNING otherwise
     with FakeHub(token=TOKEN) as server:
         yield server
 
@@ -73,6 +76,9 @@ def test_upload_is_one_commit_with_the_expected_files(folder_fixture: str, reque
     assert all(r.headers["authorization"] == f"Bearer {TOKEN}" for r in hub.requests)
     assert tree_digest(folder) == before
     out, err = capsys.readouterr()
+    # The log check below is not vacuous: every request was logged, with its Authorization header.
+    sent = [record.getMessage() for record in caplog.records if record.getMessage().startswith("Send: curl")]
+    assert len(sent) >= len(hub.requests) and all("authorization: <TOKEN>" in line for line in sent)
     assert_token_not_leaked(out, err, caplog.text)
 
 
@@ -88,12 +94,16 @@ def test_rerunning_the_same_upload_changes_nothing(mono_xm_small: Path, validate
     assert upload_steps == ["create", "validate-yaml", "preupload", "commit", "create", "validate-yaml", "preupload"]
 
 
-@pytest.mark.parametrize("failing", ["commit", "validate-yaml", "create"])
+@pytest.mark.parametrize("failing", ["commit", "validate-yaml", "create", "preupload", "info"])
 def test_server_error_leaves_no_commit_and_no_local_change(failing: str, mono_xm_small: Path, validate_once: None, hub: FakeHub,
-                                                           capsys: pytest.CaptureFixture,
-                                                           caplog: pytest.LogCaptureFixture) -> None:
+                                                           capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.utils._http as hf_http
+
     before = tree_digest(mono_xm_small)
-    hub.fail(failing, status=500)
+    # preupload is retried by huggingface_hub on 5xx (5 retries with back-off): fail every attempt, without waiting.
+    monkeypatch.setattr(hf_http.time, "sleep", lambda seconds: None)
+    hub.fail(failing, status=500, times=6 if failing == "preupload" else 1)
 
     with pytest.raises(UploadError, match="nothing was committed") as error:
         push_to_hub(mono_xm_small, "alice/mono", endpoint=hub.endpoint)
@@ -108,6 +118,36 @@ def test_server_error_leaves_no_commit_and_no_local_change(failing: str, mono_xm
     assert len(hub.commits("alice/mono")) == 1
 
 
+def test_transient_preupload_error_is_retried_into_one_commit(mono_xm_small: Path, validate_once: None, hub: FakeHub,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.utils._http as hf_http
+
+    monkeypatch.setattr(hf_http.time, "sleep", lambda seconds: None)
+    hub.fail("preupload", status=503, times=2)
+    assert push_to_hub(mono_xm_small, "alice/mono", endpoint=hub.endpoint).changed
+    assert [r.endpoint for r in hub.requests].count("preupload") == 3
+    assert len(hub.commits("alice/mono")) == 1
+
+
+def test_token_echoed_by_the_server_is_redacted(mono_xm_small: Path, validate_once: None, hub: FakeHub,
+                                                capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture) -> None:
+    """A proxy or server that echoes the Authorization header in its error: the token still appears nowhere."""
+    from xm_integrations.cli import main
+
+    hub.fail("commit", status=400, message=f"Bad request: header Authorization: Bearer {TOKEN}")
+    with pytest.raises(UploadError) as error:
+        push_to_hub(mono_xm_small, "alice/mono", endpoint=hub.endpoint)
+    assert "Bearer hf_***" in str(error.value)  # the server's message is kept, the token is not
+    hub.fail("commit", status=400, message=f"Bad request: header Authorization: Bearer {TOKEN}")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(constants, "ENDPOINT", hub.endpoint)
+        assert main(["push", str(mono_xm_small), "alice/mono"]) == 1
+    out, err = capsys.readouterr()
+    assert "Bearer hf_***" in err
+    assert_token_not_leaked(str(error.value), out, err, caplog.text)
+    assert hub.commits("alice/mono") == []
+
+
 def test_commit_failure_after_files_were_sent_commits_none_of_them(mono_xm_small: Path, validate_once: None, hub: FakeHub) -> None:
     hub.fail("commit", status=500)
     with pytest.raises(UploadError):
@@ -116,6 +156,51 @@ def test_commit_failure_after_files_were_sent_commits_none_of_them(mono_xm_small
     sent = {line["value"]["path"] for line in commit_request.ndjson()[1:]}
     assert sent == expected_files(mono_xm_small)  # every file was in the failed request...
     assert set(hub.repos["alice/mono"].files("main")) == {".gitattributes"}  # ...and none of them landed
+
+
+def test_rerunning_as_a_pull_request_opens_none_when_nothing_changed(mono_xm_small: Path, validate_once: None,
+                                                                    hub: FakeHub, capsys: pytest.CaptureFixture) -> None:
+    from xm_integrations.cli import main
+
+    push_to_hub(mono_xm_small, "alice/mono", endpoint=hub.endpoint)
+    again = push_to_hub(mono_xm_small, "alice/mono", endpoint=hub.endpoint, create_pr=True)
+    assert not again.changed and again.pr_url is None and again.commit_url is None
+    assert hub.repos["alice/mono"].pull_requests == [] and len(hub.commits("alice/mono")) == 1
+
+    capsys.readouterr()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(constants, "ENDPOINT", hub.endpoint)
+        assert main(["push", str(mono_xm_small), "alice/mono", "--create-pr"]) == 0
+    assert "already holds exactly these files; nothing was committed" in capsys.readouterr().out
+    assert hub.repos["alice/mono"].pull_requests == []
+
+
+@pytest.mark.parametrize("pickled", ["pytorch_model.bin", "training_args.bin", "optimizer.pt", "1_Dense/weights.pkl"])
+def test_pickled_files_are_never_published(pickled: str, mono_xm_small: Path, hub: FakeHub, tmp_path: Path) -> None:
+    """Whoever loads the repo must never unpickle: a folder with pickles is refused before validation and requests."""
+    import shutil
+
+    from xm_integrations.hub import ModelFolderError
+
+    folder = Path(shutil.copytree(mono_xm_small, tmp_path / "model"))
+    (folder / pickled).parent.mkdir(parents=True, exist_ok=True)
+    (folder / pickled).write_bytes(b"\x80\x04K\x01.")  # pickle.dumps(1)
+    for dry_run in (None, tmp_path / "preview"):
+        with pytest.raises(ModelFolderError, match=f"pickled files \\({pickled}\\)"):
+            push_to_hub(folder, "alice/mono", endpoint=hub.endpoint, dry_run_dir=dry_run)
+    assert hub.requests == [] and not (tmp_path / "preview").exists()
+
+
+def test_weights_must_be_safetensors(mono_xm_small: Path, hub: FakeHub, tmp_path: Path) -> None:
+    import shutil
+
+    from xm_integrations.hub import ModelFolderError
+
+    folder = Path(shutil.copytree(mono_xm_small, tmp_path / "model"))
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(ModelFolderError, match="no safetensors weights"):
+        push_to_hub(folder, "alice/mono", endpoint=hub.endpoint)
+    assert hub.requests == []
 
 
 def test_raw_colbert_ai_checkpoint_mismatch_uploads_nothing(tmp_path: Path, hub: FakeHub) -> None:
@@ -167,6 +252,20 @@ def test_unreachable_hub_is_an_upload_error(mono_xm_small: Path, validate_once: 
         push_to_hub(mono_xm_small, "alice/mono", endpoint="http://127.0.0.1:9", token=TOKEN)
 
 
+def test_token_from_hf_auth_login_file(mono_xm_small: Path, validate_once: None, hub: FakeHub,
+                                       monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture) -> None:
+    """Without HF_TOKEN, the token saved by `hf auth login` (HF_TOKEN_PATH) is used, and still never shown."""
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "token"))
+    push_to_hub(mono_xm_small, "alice/mono", endpoint=hub.endpoint)
+    assert hub.requests and all(r.headers["authorization"] == f"Bearer {TOKEN}" for r in hub.requests)
+    out, err = capsys.readouterr()
+    assert_token_not_leaked(out, err, caplog.text)
+
+
 def test_missing_token_is_explained(mono_xm_small: Path, validate_once: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
@@ -191,6 +290,28 @@ def test_dry_run_writes_exactly_what_is_committed(mono_xm_small: Path, validate_
     written = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert written == committed
     assert {f.path_in_repo: f.size for f in dry.files} == {path: len(data) for path, data in committed.items()}
+
+
+def test_cli_dry_run_lists_every_file_with_its_size(mono_xm_small: Path, validate_once: None, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    from xm_integrations.cli import main
+
+    out_dir = tmp_path / "preview"
+    assert main(["push", str(mono_xm_small), "alice/mono", "--dry-run", str(out_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "Dry run: nothing uploaded" in out
+    written = {p.relative_to(out_dir).as_posix(): p.stat().st_size for p in out_dir.rglob("*") if p.is_file()}
+    assert set(written) == expected_files(mono_xm_small)
+    listed = dict(re.findall(r"^  (\S+)\s+(\d+ B|[\d.]+ [KMG]iB)(?:  \(\d+ files\))?$", out, re.MULTILINE))
+    assert set(listed) == set(written) | {"total"}
+
+    def human(size: int) -> str:  # written out independently of format_file_table
+        return f"{size} B" if size < 1024 else (f"{size / 1024:.1f} KiB" if size < 1024**2 else f"{size / 1024**2:.1f} MiB")
+
+    for path, size in written.items():  # sizes of the files as written
+        assert listed[path] == human(size), path
+    assert listed["total"] == human(sum(written.values()))
+    assert f"({len(written)} files)" in out
 
 
 def test_failed_dry_run_leaves_nothing_behind(mono_xm_small: Path, validate_once: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -240,7 +361,34 @@ def test_cli_push_in_its_own_process_never_prints_the_token(mono_xm_small: Path,
         assert len(hub.commits("alice/cli")) == 1
         assert "README.md" in done.stdout and "config.json" in done.stdout  # the file listing
         assert "Committed to" in done.stdout
+        assert "Send: curl" in done.stderr and "authorization: <TOKEN>" in done.stderr  # debug logging was on
         assert_token_not_leaked(done.stdout, done.stderr)
+
+
+def test_cli_push_options_private_revision_eval_results(mono_xm_small: Path, hub: FakeHub, validate_once: None,
+                                                        monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    """MODEL_DIR REPO_ID --private --revision R --eval-results FILE, as the command line passes them."""
+    import json
+
+    from xm_integrations.cli import main
+
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({
+        "format": "xm-integrations-eval/1", "model": "m", "task": "reranking",
+        "dataset": {"name": "made", "id": None, "split": "test"}, "metrics": ["mrr@10"],
+        "per_language": {"fr": {"mrr@10": 0.5, "num_queries": 2}}, "average": {"mrr@10": 0.5, "num_languages": 1},
+    }))
+    monkeypatch.setattr(constants, "ENDPOINT", hub.endpoint)
+    assert main(["push", str(mono_xm_small), "alice/cli", "--private", "--revision", "dev",
+                 "--eval-results", str(results)]) == 0
+    repo = hub.repos["alice/cli"]
+    assert repo.private is True
+    assert set(repo.files("main")) == {".gitattributes"} and "config.json" in repo.files("dev")
+    card = ModelCard(repo.files("dev")["README.md"].decode())
+    assert [(r.dataset_name, r.metric_type, r.metric_value) for r in card.data.eval_results] == [
+        ("made (fr)", "mrr_at_10", 0.5)]
+    assert "Committed to" in capsys.readouterr().out
 
 
 def test_cli_push_failure_is_one_clear_line(mono_xm_small: Path, hub: FakeHub, validate_once: None,

@@ -308,13 +308,32 @@ def _card_data(folder: ModelFolder, repo_id: str, options: CardOptions, profile:
         language=iso_languages(folder.languages),
         license=license_,
         library_name=profile.library_name,
-        pipeline_tag=profile.pipeline_tag,
+        pipeline_tag=profile.pipeline_tag or _xmod_pipeline_tag(folder),
         base_model=options.base_model or profile.base_model,
         datasets=list(options.datasets) or list(profile.datasets) or None,
         tags=tags,
         model_name=options.model_name or repo_id.split("/")[-1],
         eval_results=eval_results or None,
     )
+
+
+_XMOD_PIPELINE_TAGS = {
+    "ForSequenceClassification": "text-classification",
+    "ForTokenClassification": "token-classification",
+    "ForQuestionAnswering": "question-answering",
+    "ForMultipleChoice": "multiple-choice",
+    "ForMaskedLM": "fill-mask",
+    "ForCausalLM": "text-generation",
+}
+
+
+def _xmod_pipeline_tag(folder: ModelFolder) -> str:
+    """The Hub task of a generic XMOD checkpoint, from its architecture (what its card's snippets do with it)."""
+    for arch in folder.config.get("architectures") or []:
+        for suffix, tag in _XMOD_PIPELINE_TAGS.items():
+            if arch.endswith(suffix):
+                return tag
+    return "feature-extraction"  # XmodModel: the card shows embeddings
 
 
 def render_model_card(model_dir: str | Path | ModelFolder, repo_id: str, options: CardOptions | None = None) -> ModelCard:

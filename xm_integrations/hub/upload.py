@@ -30,14 +30,16 @@ from huggingface_hub import CommitOperationAdd, HfApi, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
 from xm_integrations.hub.cards import CardOptions, render_model_card
-from xm_integrations.hub.model_folder import ModelFolder, read_model_folder
+from xm_integrations.hub.model_folder import ModelFolder, ModelFolderError, read_model_folder
 from xm_integrations.hub.validate import DEFAULT_TOLERANCE, ValidationReport, validate_model_folder
 
 __all__ = [
     "MissingTokenError",
     "PushResult",
     "StagedFile",
+    "PICKLE_SUFFIXES",
     "UploadError",
+    "check_serialization",
     "format_file_table",
     "load_eval_results",
     "plan_upload",
@@ -169,6 +171,33 @@ def write_dry_run(files: Sequence[StagedFile], out_dir: str | Path, model_dir: P
     return out_dir
 
 
+#: File suffixes of pickled Python objects: loading them runs arbitrary code, so they are never published.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
+
+
+def check_serialization(folder: ModelFolder) -> None:
+    """Refuse a folder that holds pickled files, or weights that are not in safetensors.
+
+    Whoever loads the published repo must never have to unpickle anything: stock loaders fall back
+    to ``pytorch_model.bin`` when no safetensors file is there, and other pickles are a trap for users.
+
+    Raises:
+        ModelFolderError: the message names the files and how to re-save the model.
+    """
+    pickled = [relative.as_posix() for relative in folder.files if relative.suffix.lower() in PICKLE_SUFFIXES]
+    if pickled:
+        raise ModelFolderError(
+            f"{folder.path} holds pickled files ({', '.join(pickled)}); loading them can run arbitrary code, so they "
+            "are not published. Re-save the model with save_pretrained (safetensors) or `xm-integrations convert`, "
+            "and remove the pickled files (or push a copy of the folder without them)."
+        )
+    if not any(relative.name.endswith(".safetensors") and len(relative.parts) == 1 for relative in folder.files):
+        raise ModelFolderError(
+            f"{folder.path} has no safetensors weights at its root (model.safetensors or its shards); re-save the "
+            "model with save_pretrained, or convert it with `xm-integrations convert`."
+        )
+
+
 def _hub_errors() -> tuple[type[BaseException], ...]:
     """What talking to the Hub can raise: HTTP errors, offline mode, and the HTTP client's transport errors."""
     errors: list[type[BaseException]] = [HfHubHTTPError, OfflineModeIsEnabled, OSError]
@@ -224,12 +253,13 @@ def push_to_hub(
         tolerance: Largest difference accepted between stock and xm_integrations outputs.
 
     Raises:
-        ModelFolderError: not an XMOD model folder.
+        ModelFolderError: not an XMOD model folder, or one holding pickled files or no safetensors weights.
         MissingTokenError: no token (only when uploading).
         ValidationError: stock libraries and xm_integrations disagree; nothing is uploaded.
         UploadError: the Hub failed; nothing is committed, as the commit is a single request.
     """
     folder = read_model_folder(model_dir)
+    check_serialization(folder)
     if dry_run_dir is None:
         if _offline():
             raise UploadError("HF_HUB_OFFLINE is set, so huggingface_hub refuses to reach the Hub: unset it to upload, "
@@ -273,7 +303,10 @@ def push_to_hub(
         where = api.endpoint
         raise UploadError(_redact(f"Upload to {repo_id} at {where} failed, nothing was committed: "
                                   f"{type(error).__name__}: {error}", token)) from None
+    # With create_pr, huggingface_hub opens no pull request (pr_url None) when the target already holds
+    # exactly these files: it skips the empty commit and returns the branch head.
+    changed = info.pr_url is not None if create_pr else info.oid != before
     return PushResult(
-        repo_id, files, report, repo_url=str(repo_url), commit_url=info.commit_url,
-        pr_url=info.pr_url, changed=create_pr or info.oid != before,
+        repo_id, files, report, repo_url=str(repo_url), commit_url=info.commit_url if changed else None,
+        pr_url=info.pr_url, changed=changed,
     )
