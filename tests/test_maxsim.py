@@ -253,6 +253,51 @@ def test_query_longer_than_every_document():
     assert_scores(pair.reshape(1, -1), queries, documents)
 
 
+def _in_form(tensors: list[torch.Tensor], form: str):
+    """``tensors`` as a list, a padded tensor (padding 1e4, which would win any max it entered) plus
+    its mask, or a PackedTokens store. Returns ``(inputs, mask)``."""
+    if form == "list":
+        return tensors, None
+    if form == "padded":
+        return pad_token_embeddings(tensors, padding_value=1e4)
+    return pack_token_embeddings(tensors), None
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("query_form", ["list", "padded", "packed"])
+@pytest.mark.parametrize("document_form", ["list", "padded", "packed"])
+def test_empty_documents_and_long_queries_in_every_form_and_dtype(dtype, query_form, document_form):
+    """The edge cases of the contract in every input form, fp32 and bf16, against float64 NumPy.
+
+    Random ragged documents of 0-9 tokens (several empty), queries of 1-12 tokens plus one of 40
+    tokens, longer than every document. Tolerance: the float32 accumulation bound of the module
+    docstring, for bf16 too (both sides see the same rounded inputs); bf16 is also held to
+    rtol=1e-3. Empty documents score exactly 0.0, never NaN; 1e4 padding never enters a max.
+    """
+    queries = ragged(12, 5, 12, 24, min_len=1, dtype=dtype)
+    queries.append(torch.randn(40, 24, generator=torch.Generator().manual_seed(13)).to(dtype))
+    documents = ragged(14, 40, 9, 24, min_len=0, dtype=dtype)
+    for index in (0, 7, 39):
+        documents[index] = documents[index][:0]
+    assert max(len(d) for d in documents) < 40 and sum(len(d) == 0 for d in documents) >= 3
+    empty = [j for j, d in enumerate(documents) if len(d) == 0]
+    q_in, q_mask = _in_form(queries, query_form)
+    d_in, d_mask = _in_form(documents, document_form)
+    rtol_half = None if dtype == torch.float32 else 1e-3
+    for reduce in ("sum", "mean"):
+        out = maxsim(q_in, d_in, query_mask=q_mask, document_mask=d_mask, reduce=reduce)
+        assert out.dtype == torch.float32 and out.shape == (6, 40)
+        assert_scores(out, queries, documents, reduce, rtol_half=rtol_half)
+        assert (out[:, empty] == 0).all()
+    # pairwise: the 40-token query against every document, and each short query against its own
+    pair_queries = [queries[-1]] * len(documents)
+    pq_in, pq_mask = _in_form(pair_queries, query_form)
+    pair = maxsim_pairwise(pq_in, d_in, query_mask=pq_mask, document_mask=d_mask)
+    assert pair.dtype == torch.float32
+    assert_scores(pair.reshape(1, -1), queries[-1:], documents, rtol_half=rtol_half)
+    assert (pair[empty] == 0).all()
+
+
 def test_huge_padding_values_do_not_change_scores(data):
     queries, documents = data
     q_zero, q_mask = pad_token_embeddings(queries)
@@ -449,3 +494,101 @@ def test_cuda_matches_cpu(data, dtype):
     torch.testing.assert_close(maxsim(queries, pack_token_embeddings(gpu_docs), chunk_size=7).cpu(), cpu, rtol=1e-5, atol=1e-4)
     pair = maxsim_pairwise([q.cuda() for q in queries], gpu_docs[: len(queries)])
     torch.testing.assert_close(pair.cpu(), maxsim_pairwise(queries, documents[: len(queries)]), rtol=1e-5, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- fused kernel dispatch
+
+
+def _forbid_fused_kernel(monkeypatch) -> None:
+    from xm_integrations import fast_inference
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("maxsim_triton must not be called here")
+
+    monkeypatch.setattr(fast_inference, "maxsim_triton", forbidden)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("document_form", ["list", "padded", "packed"])
+def test_cpu_never_takes_the_fused_kernel(monkeypatch, dtype, document_form):
+    """The Triton dispatch is CUDA-only: CPU half-precision inputs of a kernel-friendly shape keep the chunked path."""
+    _forbid_fused_kernel(monkeypatch)
+    queries = ragged(31, 3, 32, 64, min_len=1, dtype=dtype)
+    documents = ragged(32, 20, 30, 64, min_len=0, dtype=dtype)
+    d_in, d_mask = _in_form(documents, document_form)
+    assert_scores(maxsim(queries, d_in, document_mask=d_mask), queries, documents, rtol_half=1e-3)
+
+
+def _count_fused_calls(monkeypatch) -> list[int]:
+    from xm_integrations import fast_inference
+
+    calls: list[int] = []
+    real = fast_inference.maxsim_triton
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fast_inference, "maxsim_triton", counting)
+    return calls
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("query_form", ["list", "padded", "packed"])
+@pytest.mark.parametrize("document_form", ["list", "padded", "packed", "uniform"])
+def test_cuda_half_precision_takes_the_fused_kernel(monkeypatch, dtype, query_form, document_form):
+    """bf16/fp16 on CUDA with dim a power of two: maxsim_triton for documents read in place (padded
+    behind a prefix mask, uniform PackedTokens), the chunked path for ragged ones; both against the
+    float64 NumPy brute force.
+
+    Ragged queries of 1-32 tokens (one empty), documents of 0-50 tokens (several empty; the
+    padded form pads with 1e4), both reductions, with and without chunk_size. Same tolerance as
+    every half-precision test here (float32 accumulation bound, and rtol=1e-3).
+    """
+    pytest.importorskip("triton")
+    calls = _count_fused_calls(monkeypatch)
+    queries = ragged(41, 6, 32, 64, min_len=1, dtype=dtype)
+    queries[2] = queries[2][:0]
+    if document_form == "uniform":
+        documents = [torch.randn(20, 64, generator=torch.Generator().manual_seed(i)).to(dtype) for i in range(50)]
+    else:
+        documents = ragged(42, 50, 50, 64, min_len=0, dtype=dtype)
+        for index in (0, 9, 49):
+            documents[index] = documents[index][:0]
+    cuda_queries = [q.cuda() for q in queries]
+    cuda_documents = [d.cuda() for d in documents]
+    q_in, q_mask = _in_form(cuda_queries, query_form)
+    d_in, d_mask = _in_form(cuda_documents, "packed" if document_form == "uniform" else document_form)
+    for reduce in ("sum", "mean"):
+        for chunk_size in (None, 7):
+            calls.clear()
+            out = maxsim(q_in, d_in, query_mask=q_mask, document_mask=d_mask, reduce=reduce, chunk_size=chunk_size)
+            assert bool(calls) == (document_form in ("padded", "uniform")), calls
+            assert out.device.type == "cuda" and out.dtype == torch.float32 and out.shape == (6, 50)
+            assert out.is_contiguous()
+            assert_scores(out, queries, documents, reduce, rtol_half=1e-3)
+            assert (out[2] == 0).all()
+            empty = [j for j, d in enumerate(documents) if len(d) == 0]
+            assert (out[:, empty] == 0).all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_keeps_the_chunked_path_where_the_kernel_does_not_apply(monkeypatch):
+    """float32, a dim that is not a power of two, mixed dtypes and a non-prefix mask: the existing path, same scores."""
+    _forbid_fused_kernel(monkeypatch)
+    g = torch.Generator().manual_seed(51)
+    queries = [torch.randn(8, 64, generator=g) for _ in range(3)]
+    documents = [torch.randn(12, 64, generator=g) for _ in range(10)]
+    assert_scores(maxsim([q.cuda() for q in queries], [d.cuda() for d in documents]), queries, documents)
+    odd_q = [q[:, :48].bfloat16() for q in queries]
+    odd_d = [d[:, :48].bfloat16() for d in documents]
+    assert_scores(maxsim(odd_q, [d.cuda() for d in odd_d]), odd_q, odd_d, rtol_half=1e-3)
+    half_d = [d.bfloat16() for d in documents]
+    assert_scores(maxsim(queries, [d.cuda() for d in half_d]), queries, [d.double() for d in half_d])
+    padded = torch.stack(half_d).cuda()
+    mask = torch.ones(padded.shape[:2], dtype=torch.bool, device="cuda")
+    mask[:, 0] = False  # real tokens after a hole: not a prefix
+    expected = [d[1:] for d in half_d]
+    half_q = [q.bfloat16() for q in queries]
+    assert_scores(maxsim(half_q, padded, document_mask=mask), half_q, expected, rtol_half=1e-3)

@@ -38,12 +38,18 @@ import torch
 from safetensors import SafetensorError, safe_open
 from sentence_transformers import MultiVectorEncoder
 from sentence_transformers.base.model import BaseModel
-from sentence_transformers.base.modules import Transformer
+from sentence_transformers.base.modules import Dense, Normalize, Transformer
 from sentence_transformers.multi_vector_encoder.modules import MultiVectorMask
 from sentence_transformers.util import load_file_path
 from torch import Tensor
 from transformers import XmodPreTrainedModel
 
+from xm_integrations.fast_inference import (
+    ColBERTDocumentHead,
+    colbert_document_ids,
+    encode_texts,
+    install_fast_adapters,
+)
 from xm_integrations.maxsim import maxsim, maxsim_pairwise
 from xm_integrations.reranking import max_input_tokens
 from xm_integrations.routing import (
@@ -67,6 +73,17 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: The ``encode`` arguments that the fast document path honours; any other keeps the stock path.
+#: ``convert_to_tensor`` is not among them: stock ``MultiVectorEncoder`` defines its behaviour (an
+#: error in sentence-transformers 6.2), so it always goes there.
+_FAST_PATH_ARGUMENTS = frozenset({
+    "batch_size", "show_progress_bar", "convert_to_numpy", "device", "task", "prompt", "prompt_name",
+    "output_value", "normalize_embeddings",
+})
+
+#: ``encode`` arguments that mean nothing when ``None`` (the fast path takes them as absent).
+_UNUSED_WHEN_NONE = frozenset({"pool", "chunk_size", "token_pooling"})
 
 #: colbert-ai 0.2.22's defaults (``colbert/infra/config/settings.py``), used for fields that a
 #: checkpoint's ``artifact.metadata`` leaves out or sets to null.
@@ -226,14 +243,20 @@ class _Files:
         return str(Path(self.name, subfolder, filename))
 
 
+#: The fix for a checkpoint file that is missing, unreadable or corrupt, appended to those errors.
+_RESTORE = "Restore it from the original checkpoint (download the model again, or copy the file back from its source)."
+
+
 def _read_json(path: str, expected: type, what: str) -> Any:
     try:
         with open(path, encoding="utf-8") as handle:
             value = json.load(handle)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CheckpointError(path, f"not valid JSON ({error}); {what}") from None
+        raise CheckpointError(path, f"not valid JSON ({error}); {what}. {_RESTORE}") from None
     if not isinstance(value, expected):
-        raise CheckpointError(path, f"expected a JSON {expected.__name__}, got {type(value).__name__}; {what}")
+        raise CheckpointError(
+            path, f"expected a JSON {expected.__name__}, got {type(value).__name__}; {what}. {_RESTORE}"
+        )
     return value
 
 
@@ -243,7 +266,9 @@ def _safetensors_shapes(path: str) -> dict[str, tuple[int, ...]]:
         with safe_open(path, framework="pt") as handle:
             return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
     except (SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(path, f"unreadable safetensors weights ({error}); the file is corrupt or truncated") from None
+        raise CheckpointError(
+            path, f"unreadable safetensors weights ({error}); the file is corrupt or truncated. {_RESTORE}"
+        ) from None
 
 
 def _weights(files: _Files, subfolder: str = "") -> dict[str, tuple[int, ...]]:
@@ -261,7 +286,9 @@ def _weights(files: _Files, subfolder: str = "") -> dict[str, tuple[int, ...]]:
         for shard in sorted(set((index.get("weight_map") or {}).values())):
             shard_path = files.find(shard, subfolder)
             if shard_path is None:
-                raise FileNotFoundError(f"{files.describe(shard, subfolder)} is missing (listed in {index_path}).")
+                raise FileNotFoundError(
+                    f"{files.describe(shard, subfolder)} is missing (listed in {index_path}). {_RESTORE}"
+                )
             shapes.update(_safetensors_shapes(shard_path))
         return shapes
     hint = ""
@@ -270,7 +297,9 @@ def _weights(files: _Files, subfolder: str = "") -> dict[str, tuple[int, ...]]:
             " Only pytorch_model.bin is there: ColBERTXM does not unpickle weights. Convert it once in a trusted "
             "environment (safetensors.torch.save_file(torch.load(path, weights_only=True), 'model.safetensors'))."
         )
-    raise FileNotFoundError(f"{files.describe('model.safetensors', subfolder)} is missing: no model weights.{hint}")
+    raise FileNotFoundError(
+        f"{files.describe('model.safetensors', subfolder)} is missing: no model weights.{hint or ' ' + _RESTORE}"
+    )
 
 
 def _check_metadata(metadata: dict[str, Any], path: str) -> None:
@@ -328,7 +357,8 @@ def _inspect_checkpoint(files: _Files) -> _Source:
     if metadata_path is None:
         raise FileNotFoundError(
             f"{files.describe('artifact.metadata')} is missing: colbert-ai checkpoints keep query_maxlen, doc_maxlen, "
-            "the marker tokens and the punctuation setting there, and guessing them would change every vector."
+            "the marker tokens and the punctuation setting there, and guessing them would change every vector. "
+            + _RESTORE
         )
     metadata = _read_json(metadata_path, dict, "colbert-ai writes its ColBERTConfig there as a JSON object")
     _check_metadata(metadata, metadata_path)
@@ -424,6 +454,17 @@ class ColBERTXM(XmodLanguageMixin, MultiVectorEncoder):
     * :meth:`save` writes only stock module types: a stock ``MultiVectorEncoder`` loads the folder
       without remote code and gives the same vectors for the saved default language.
 
+    Speed: every XMOD layer runs only the adapters present in a batch (transformers runs all 81,
+    masked, in every layer; the numbers are the same, and an out-of-range adapter id is an error).
+    On CUDA, document encoding (:meth:`encode_document`, or :meth:`encode` without ``task="query"``)
+    also takes the fast path of :mod:`xm_integrations.fast_inference` (``fast_inference=None``, the
+    default) when called with only ``batch_size``, ``show_progress_bar``, ``convert_to_numpy`` and
+    ``device`` (and the document marker prompt): documents tokenized once, batches cut by a budget
+    of padded tokens (``batch_size`` is not used there) over documents grouped by language and
+    sorted by length, in the model's own dtype (float32 stays float32: no autocast, so the vectors
+    equal the stock path's within float32 rounding). Each returned tensor is then a view into one
+    packed tensor per batch. Queries, pools and any other argument take the stock path.
+
     Example::
 
         model = ColBERTXM("antoinelouis/colbert-xm", language="fr")
@@ -439,7 +480,7 @@ class ColBERTXM(XmodLanguageMixin, MultiVectorEncoder):
     """
 
     def __init__(self, model_name_or_path: str | os.PathLike | None = None, *, language: str | None = None,
-                 **kwargs: Any) -> None:
+                 fast_inference: bool | None = None, **kwargs: Any) -> None:
         """Load a checkpoint, validating its files first so that a broken one fails naming the file.
 
         Args:
@@ -448,6 +489,10 @@ class ColBERTXM(XmodLanguageMixin, MultiVectorEncoder):
                 XMOD model with fixed query expansion).
             language: The default adapter, in any form :func:`~xm_integrations.resolve_language`
                 accepts; the checkpoint's ``default_language`` when omitted.
+            fast_inference: ``None`` (default): document encoding takes the fast path where it runs
+                on CUDA and the stock batching on CPU; ``True``: the fast path everywhere (float32
+                on CPU); ``False``: stock batching everywhere (the adapters still run only where
+                present).
             **kwargs: Every keyword argument of ``MultiVectorEncoder`` (``device``, ``revision``,
                 ``cache_folder``, ``model_kwargs``, ...).
         """
@@ -468,7 +513,10 @@ class ColBERTXM(XmodLanguageMixin, MultiVectorEncoder):
         if source is not None and source.metadata is not None:
             self._configure_from_colbert_metadata({**COLBERT_AI_DEFAULTS, **_non_null(source.metadata)})
         self.colbert_encoding = self._read_encoding()
-        install_language_resolution(self._xmod_model())
+        self.fast_inference = fast_inference
+        xmod = self._xmod_model()
+        install_language_resolution(xmod)
+        install_fast_adapters(xmod)
         if language is not None:
             self.set_default_language(language)
 
@@ -571,8 +619,116 @@ class ColBERTXM(XmodLanguageMixin, MultiVectorEncoder):
         items = [inputs] if singular else (inputs.tolist() if isinstance(inputs, np.ndarray) else list(inputs))
         if not (language is None and items and all(isinstance(item, RoutedText) for item in items)):
             items = self._route_texts(items, language)
-        result = super().encode(items, *args, **kwargs)
+        # Stock encode_document() passes pool=None, chunk_size=None, ... explicitly: None there means "not used".
+        fast_kwargs = {key: value for key, value in kwargs.items() if value is not None or key not in _UNUSED_WHEN_NONE}
+        if not args and self._takes_fast_path(fast_kwargs):
+            result = self._encode_documents_fast(items, **fast_kwargs)
+        else:
+            result = super().encode(items, *args, **kwargs)
         return result[0] if singular else result
+
+    def _takes_fast_path(self, kwargs: dict[str, Any]) -> bool:
+        """Whether :meth:`encode` with these arguments runs :func:`~xm_integrations.fast_inference.encode_texts`.
+
+        Only for what the fast path reproduces: documents (``task`` ``"document"`` or none), one
+        process on one device, raw token embeddings without extra normalisation, no prompt other
+        than the document marker (inserted as an id either way), and a model made of the stock
+        ``Transformer, Dense, MultiVectorMask, Normalize`` as ColBERTXM builds it. Pools take it
+        inside each worker (the worker calls :meth:`encode` on its device).
+        """
+        if self.fast_inference is False or set(kwargs) - _FAST_PATH_ARGUMENTS:
+            return False
+        if kwargs.get("task") not in (None, "document") or kwargs.get("convert_to_numpy") not in (None, False, True):
+            return False
+        if kwargs.get("output_value", "token_embeddings") != "token_embeddings" or kwargs.get("normalize_embeddings"):
+            return False
+        if not self._fast_prompt_is_marker(kwargs.get("prompt"), kwargs.get("prompt_name")):
+            return False
+        if getattr(self, "_placement_is_delegated", False) or self._fast_document_head_parts() is None:
+            return False
+        device = kwargs.get("device")
+        if isinstance(device, list):
+            return False
+        device = torch.device(device) if device is not None else self.device
+        return self.fast_inference is True or device.type == "cuda"
+
+    def _fast_prompt_is_marker(self, prompt: str | None, prompt_name: str | None) -> bool:
+        """Whether the prompt that stock ``encode`` would resolve leaves the text unchanged in :meth:`preprocess`."""
+        if prompt is not None and prompt_name is not None:
+            return False  # stock warns and uses the prompt: leave that to it
+        if prompt is None:
+            name = prompt_name if prompt_name is not None else self.default_prompt_name
+            if name is None:
+                return True
+            if name not in self.prompts:
+                return prompt_name is None  # a missing explicit name is stock's error to raise
+            prompt = self.prompts[name]
+        return not prompt or prompt.strip() in self._marker_tokens()
+
+    def _fast_document_head_parts(self) -> tuple[Tensor, Tensor | None] | None:
+        """The projection weight and skiplist ids of a ``Transformer, Dense, MultiVectorMask, Normalize``
+        pipeline that the fast document head reproduces exactly; ``None`` for any other pipeline."""
+        modules = list(self)
+        if len(modules) != 4:
+            return None
+        transformer, dense, mask, normalize = modules
+        if not (isinstance(transformer, Transformer) and isinstance(dense, Dense)
+                and isinstance(mask, MultiVectorMask) and isinstance(normalize, Normalize)):
+            return None
+        if (getattr(transformer, "module_output_name", "token_embeddings") != "token_embeddings"
+                or dense.linear.bias is not None or not isinstance(dense.activation_function, torch.nn.Identity)
+                or getattr(dense, "use_residual", False)
+                or getattr(dense, "module_input_name", None) != "token_embeddings"
+                or getattr(dense, "module_output_name", None) != "token_embeddings"
+                or getattr(normalize, "module_input_name", "token_embeddings") != "token_embeddings"
+                or getattr(normalize, "module_output_name", "token_embeddings") != "token_embeddings"):
+            return None
+        if getattr(mask, "keep_only_token_ids", None) or not hasattr(mask, "_skiplist_ids"):
+            return None
+        skiplist = mask._skiplist_ids if "document" in mask.skiplist_tasks else None
+        return dense.linear.weight, skiplist
+
+    @torch.inference_mode()
+    def _encode_documents_fast(
+        self,
+        texts: list[RoutedText],
+        *,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        convert_to_numpy: bool = False,
+        device: str | torch.device | None = None,
+        task: str | None = None,
+        prompt: str | None = None,
+        prompt_name: str | None = None,
+        output_value: str | None = "token_embeddings",
+        normalize_embeddings: bool = False,
+    ) -> list[Any]:
+        """Stock ``encode`` of routed documents through the fast path: the same list of ``(tokens, dim)``
+        tensors (on the model's device, or NumPy arrays with ``convert_to_numpy``)."""
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
+        if show_progress_bar is None:
+            show_progress_bar = logging.getLogger(MultiVectorEncoder.__module__).getEffectiveLevel() <= logging.INFO
+        if device is not None:
+            self.to(device)
+        self.eval()
+        weight, skiplist = self._fast_document_head_parts()
+        head = ColBERTDocumentHead(weight, [] if skiplist is None else skiplist.to(weight.device),
+                                   out_device="cpu" if convert_to_numpy else None)
+        encoding, tokenizer = self.colbert_encoding, self.tokenizer
+
+        def tokenize(chunk: Sequence[str]) -> list[list[int]]:
+            return colbert_document_ids(tokenizer, chunk, doc_maxlen=encoding.doc_maxlen,
+                                        marker_id=encoding.doc_marker_id)
+
+        lang_ids = np.fromiter((text.lang_id for text in texts), dtype=np.int64, count=len(texts))
+        vectors = encode_texts(
+            self._xmod_model(), tokenizer, [str(text) for text in texts], lang_ids, head=head, split=head.split,
+            tokenize_fn=tokenize, autocast_dtype=None, show_progress_bar=show_progress_bar,
+        )
+        if convert_to_numpy:
+            return [vector.float().numpy() if vector.dtype == torch.bfloat16 else vector.numpy() for vector in vectors]
+        return vectors
 
     def encode_query(self, inputs: Any, *args: Any, language: LanguageArg = None, **kwargs: Any) -> Any:
         """Encode queries (``query_maxlen`` vectors each, ``<mask>`` augmentation included); see :meth:`encode`."""
