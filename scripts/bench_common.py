@@ -512,6 +512,26 @@ def format_table(rows: Sequence[dict], columns=TABLE_COLUMNS) -> str:
     return "\n".join(lines)
 
 
+def markdown_table(rows: Sequence[dict], columns=TABLE_COLUMNS, skip=("bench",)) -> str:
+    """The same table as :func:`format_table`, in Markdown (for ``docs/benchmarks.md``)."""
+    present = [c for c in columns if c[0] not in skip and any(row.get(c[0]) is not None for row in rows)]
+    lines = ["| " + " | ".join(title for _, title, _ in present) + " | note |",
+             "|" + "|".join("---" if i < 2 else "---:" for i in range(len(present))) + "|---|"]
+    for row in rows:
+        cells = []
+        for key, _, fmt in present:
+            value = row.get(key)
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                cells.append("")
+            else:
+                try:
+                    cells.append(fmt.format(value))
+                except (ValueError, TypeError):
+                    cells.append(str(value))
+        lines.append("| " + " | ".join(cells) + " | " + str(row.get("note") or "") + " |")
+    return "\n".join(lines)
+
+
 def add_speedups(rows: list[dict], stock_prefix: str = "stock") -> None:
     """``speedup`` = items/s over the best stock variant of the same bench and workload."""
     best: dict[tuple, float] = {}
@@ -531,7 +551,7 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     parser.add_argument("--json", default=None, help="write rows and environment to this JSON file")
     parser.add_argument("--work-dir", default=None, help="where the random checkpoints are written")
-    parser.add_argument("--only", default=None, help="comma-separated substrings: run only matching variants")
+    parser.add_argument("--only", default=None, help="comma-separated substrings (or =exact names): run only matching variants")
     parser.add_argument("--model", choices=sorted(SPECS), default=None,
                         help="model shape (default: base; tiny with --small)")
     parser.add_argument("--max-seconds", type=float, default=None,
@@ -550,7 +570,12 @@ def resolve_device(args: argparse.Namespace) -> str:
 def wanted(args: argparse.Namespace, variant: str) -> bool:
     if not getattr(args, "only", None):
         return True
-    return any(part.strip() and part.strip() in variant for part in args.only.split(","))
+    for part in (p.strip() for p in args.only.split(",")):
+        if part.startswith("=") and variant == part[1:]:
+            return True
+        if part and not part.startswith("=") and part in variant:
+            return True
+    return False
 
 
 def write_json(path: str | Path, payload: dict) -> None:

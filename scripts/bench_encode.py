@@ -164,7 +164,7 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
             flops = bc.xmod_forward_flops(spec, token_counts[name][:n], head="colbert", colbert_dim=128)
             out_device = str(vectors[0].device) if len(vectors) and hasattr(vectors[0], "device") else None
             rec.add(workload=name, variant=variant, n=n, seconds=timing.seconds, runs=timing.runs,
-                    items_per_s=n / timing.seconds, ms_per_1k=1000 * timing.seconds / n,
+                    items_per_s=n / timing.seconds, ms_per_1k=1e6 * timing.seconds / n,
                     tokens_per_s=tokens / timing.seconds,
                     mfu=(flops / timing.seconds / ceilings["matmul_bf16_flops"]) if len(vectors) else None,
                     peak_mem_gib=timing.peak_mem_gib, out_device=out_device, note=acc.pop("note", note), **acc)
@@ -235,6 +235,9 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
         budgets = (32768, 65536) if (gpu_variants and dtype == torch.bfloat16) else (32768 if gpu_variants else 4096,)
         for budget in budgets:
             measure(f"fast {label} {budget // 1024}k", fast(max_tokens=budget))
+        measure(f"fast {label} {budgets[0] // 1024}k ungrouped", fast(max_tokens=budgets[0], group_languages=False))
+        measure(f"fast {label} {budgets[0] // 1024}k greedy", fast(max_tokens=budgets[0], balance=False))
+        measure(f"fast {label} {budgets[0] // 1024}k chunk2k", fast(max_tokens=budgets[0], chunk_size=2048))
     return rec.rows
 
 

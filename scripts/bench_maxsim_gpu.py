@@ -153,7 +153,7 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
                 real_bytes = float(lengths.sum()) * DIM * docs.element_size()
                 flops = 2.0 * n_q * QUERY_TOKENS * float(lengths.sum()) * DIM
                 rec.add(workload=f"{n_q}q x {n:,} docs", variant=name, n=n_run, seconds=seconds,
-                        items_per_s=n_run / seconds, ms_per_1k=1000 * seconds / n_run,
+                        items_per_s=n_run / seconds, ms_per_1k=1e6 * seconds / n_run,
                         bandwidth_frac=real_bytes / seconds / ceilings["copy_bytes_per_s"],
                         gb_per_s=real_bytes / seconds / 1e9,
                         mfu=flops / seconds / ceilings["matmul_bf16_flops"],

@@ -11,12 +11,14 @@ Variants (rows):
   float32, sdpa, ``batch_size=32``). Stock cannot route a language per pair, so for ``5lang`` it is
   called once per language after ``set_default_language`` -- what a user of stock has to do.
 * ``stock FlagReranker fp16``: ``FlagReranker(path, use_fp16=True).compute_score(pairs)``, likewise.
-* ``MonoXM fp32 (as is)``: ``MonoXM(path).predict(pairs, language=...)`` as the package has it now.
-* ``MonoXM bf16 (as is)``: the same with bf16 weights.
-* ``... +fast adapters``: :func:`xm_integrations.fast_inference.install_fast_adapters` on top.
+* ``MonoXM (default)``: ``MonoXM(path).predict(pairs, language=...)`` as users get it: the fast
+  path on CUDA (fp16 autocast, token budget), stock batching with fast adapters on CPU;
+  ``MonoXM fast_inference=...`` is the other path on the same device.
+* ``MonoXM bf16 stock batching``: ``fast_inference=False`` with bf16 weights (with and without
+  :func:`xm_integrations.fast_inference.install_fast_adapters`).
 * ``fast <dtype> <budget>``: :func:`xm_integrations.fast_inference.score_pairs` -- tokenized once,
   token-budget batches, language grouping, pinned async copies, background tokenization.
-* ``FlagReranker fp16 +fast adapters``, ``XMFlagReranker fp16``: the FlagEmbedding side.
+* ``FlagReranker fp16 +fast adapters``, ``XMFlagReranker fp16 (default)``: the FlagEmbedding side.
 
 Accuracy: every row is compared with the float32 reference (``fast fp32``: float32 weights, the same
 arithmetic as stock float32; the stock float32 row checks that) on the same inputs.
@@ -128,7 +130,7 @@ class Runner:
                 )
             if timing.result is None:  # a bound, not a scorer (tokenize only)
                 self.rec.add(workload=wl.name, variant=variant, n=len(idx), seconds=timing.seconds, runs=timing.runs,
-                             items_per_s=len(idx) / timing.seconds, ms_per_1k=1000 * timing.seconds / len(idx),
+                             items_per_s=len(idx) / timing.seconds, ms_per_1k=1e6 * timing.seconds / len(idx),
                              tokens_per_s=float(wl.token_lengths[idx].sum()) / timing.seconds, note=note)
                 continue
             logits = np.asarray(timing.result, dtype=np.float64).reshape(-1)
@@ -146,7 +148,7 @@ class Runner:
             flops = bc.xmod_forward_flops(self.spec, wl.token_lengths[idx])
             self.rec.add(
                 workload=wl.name, variant=variant, n=n, seconds=timing.seconds, runs=timing.runs,
-                items_per_s=n / timing.seconds, ms_per_1k=1000 * timing.seconds / n,
+                items_per_s=n / timing.seconds, ms_per_1k=1e6 * timing.seconds / n,
                 tokens_per_s=float(wl.token_lengths[idx].sum()) / timing.seconds,
                 mfu=flops / timing.seconds / self.peak_flops, peak_mem_gib=timing.peak_mem_gib,
                 note=note, **acc,
@@ -228,13 +230,16 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
                                        max_tokens, None, True, cuda), len(pairs)
         return prepare
 
+    def model_only(state, model=None):
+        return _model_only(model or hf, state)
+
     @torch.inference_mode()
-    def model_only(state):
+    def _model_only(model, state):
         batches, count = state
         dev = torch.device(device)
         out = torch.empty(count, dtype=torch.float32, device=dev)
         for indices, input_ids, attention_mask, batch_langs in batches:
-            logits = hf(input_ids=input_ids.to(dev, non_blocking=True),
+            logits = model(input_ids=input_ids.to(dev, non_blocking=True),
                         attention_mask=attention_mask.to(dev, non_blocking=True), lang_ids=batch_langs).logits
             out[torch.from_numpy(indices).to(dev)] = logits[:, 0].float()
         return out.cpu().numpy()
@@ -243,28 +248,39 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
     runner.measure("fast fp32 (reference)", fast("fp32"), reference=True)
     runner.measure("tokenize only", tokenize_only)
     _stock_and_flag(runner, path, device, cuda)
-    _remove_fast_adapters(hf)
-    runner.measure("MonoXM fp32 (as is)", mono_predict())
-    fi.install_fast_adapters(hf)
+    # What users get: the fast path (fp16 autocast) on CUDA, stock batching with fast adapters on CPU.
+    runner.measure("MonoXM (default)", mono_predict())
+    mono.fast_inference = not cuda
+    runner.measure(f"MonoXM fast_inference={not cuda}", mono_predict())
+    mono.fast_inference = None
     if gpu_variants:
-        runner.measure("MonoXM fp32 +fast adapters", mono_predict())
         for dtype in (torch.float16, torch.bfloat16):
             runner.measure(f"fast autocast-{str(dtype)[6:]} 32k", fast("ac", autocast_dtype=dtype, max_tokens=32768))
     for dtype in fast_dtypes:
         label = str(dtype)[6:]
         _set_weights(hf, state, dtype)
         if dtype == torch.bfloat16:
+            mono.fast_inference = False
             _remove_fast_adapters(hf)
-            runner.measure(f"MonoXM {label} (as is)", mono_predict())
+            runner.measure(f"MonoXM {label} stock batching, transformers' adapters", mono_predict())
             fi.install_fast_adapters(hf)
-            runner.measure(f"MonoXM {label} +fast adapters", mono_predict())
-            runner.measure(f"MonoXM {label} +fast adapters bs128", mono_predict(128))
+            runner.measure(f"MonoXM {label} stock batching", mono_predict())
+            runner.measure(f"MonoXM {label} stock batching bs128", mono_predict(128))
+            mono.fast_inference = None
         mid = budgets[len(budgets) // 2]
         for budget in budgets:
             runner.measure(f"fast {label} {budget // 1024}k", fast(label, max_tokens=budget))
         runner.measure(f"fast {label} {mid // 1024}k ungrouped", fast(label, max_tokens=mid, group_languages=False))
-        runner.measure(f"fast {label} {mid // 1024}k chunk1k", fast(label, max_tokens=mid, chunk_size=1024))
+        runner.measure(f"fast {label} {mid // 1024}k chunk4k", fast(label, max_tokens=mid, chunk_size=4096))
+        runner.measure(f"fast {label} {mid // 1024}k greedy", fast(label, max_tokens=mid, balance=False))
         runner.measure(f"model only {label} {mid // 1024}k (pre-tokenized)", model_only, prepare=model_prepare(mid))
+        if cuda and dtype == fast_dtypes[-1] and bc.wanted(args, "compile"):
+            compiled = torch.compile(hf, dynamic=True)
+            try:
+                runner.measure(f"model only {label} {mid // 1024}k torch.compile (pre-tokenized)",
+                               lambda state: model_only(state, compiled), prepare=model_prepare(mid))
+            except Exception as exc:  # noqa: BLE001 - an experiment; report and go on
+                print(f"# torch.compile variant failed: {exc!r}"[:500], flush=True)
     del mono, hf, state
     bc.free_memory()
     return rec.rows
@@ -272,6 +288,10 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
 
 def _stock_and_flag(runner: Runner, path, device: str, cuda: bool) -> None:
     """Stock CrossEncoder and FlagReranker (timed early, so a time budget never drops them), then XMFlagReranker."""
+    if not any(bc.wanted(runner.args, v) for v in ("stock CrossEncoder fp32", "stock FlagReranker fp16",
+                                                    "FlagReranker fp16 +fast adapters", "XMFlagReranker fp16 (default)",
+                                                    "stock FlagReranker fp32")):
+        return
     from sentence_transformers import CrossEncoder
 
     ce = CrossEncoder(str(path), device=device)
@@ -308,7 +328,7 @@ def _stock_and_flag(runner: Runner, path, device: str, cuda: bool) -> None:
         print(f"# XMFlagReranker not importable ({exc!r}); skipping", flush=True)
         return
     xflag = XMFlagReranker(str(path), use_fp16=True, devices=["cuda:0"] if cuda else "cpu")
-    runner.measure(f"XMFlagReranker {label} (as is)",
+    runner.measure(f"XMFlagReranker {label} (default)",
                    lambda pairs, langs: np.asarray(xflag.compute_score(pairs, language=langs), dtype=np.float64))
     del xflag
     bc.free_memory()

@@ -194,3 +194,32 @@ def test_encode_texts_colbert_head_matches_stock_encoder(tokenizer):
         expected = torch.nn.functional.normalize(hidden @ weight.T, dim=-1)
         keep = torch.tensor([t not in skiplist for t in seq])
         torch.testing.assert_close(got, expected[keep], rtol=1e-5, atol=1e-5)
+
+
+def test_balanced_batches_even_out_and_respect_the_budget():
+    lengths = np.full(200, 170)
+    greedy = fi.plan_batches(lengths, max_tokens=32768, balance=False)
+    balanced = fi.plan_batches(lengths, max_tokens=32768)
+    assert [len(b) for b in greedy] == [186, 14]  # 170 tokens pad to 176
+    assert [len(b) for b in balanced] == [100, 100]
+
+
+def test_score_pairs_rescores_overflowing_pairs_in_float32(classifier, tokenizer, monkeypatch):
+    pairs = _pairs(6)
+    reference = fi.score_pairs(classifier, tokenizer, pairs, max_length=128)
+    real_forward = classifier.forward
+
+    def overflowing(*args, **kwargs):  # an fp16 overflow, only under autocast
+        out = real_forward(*args, **kwargs)
+        if torch.is_autocast_enabled("cpu"):
+            out.logits = out.logits.clone().fill_(float("inf"))
+        return out
+
+    monkeypatch.setattr(classifier, "forward", overflowing)
+    scores = fi.score_pairs(classifier, tokenizer, pairs, max_length=128, autocast_dtype=torch.bfloat16)
+    torch.testing.assert_close(scores, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_default_autocast_dtype():
+    assert fi.default_autocast_dtype("cpu") is None
+    assert fi.default_autocast_dtype("cuda") is torch.float16

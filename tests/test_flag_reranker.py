@@ -169,6 +169,20 @@ def test_registration_when_flag_embedding_is_imported_first() -> None:
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
 
 
+def test_registration_when_our_reranker_imports_flag_embedding() -> None:
+    """Slow (about 15 s): ``XMFlagReranker`` imported first, so FlagEmbedding's mapping runs while our module is unfinished."""
+    code = (
+        "from xm_integrations import XMFlagReranker\n"
+        "from FlagEmbedding.inference.reranker.model_mapping import AUTO_RERANKER_MAPPING\n"
+        "assert AUTO_RERANKER_MAPPING['mono-xm'].model_class is XMFlagReranker, AUTO_RERANKER_MAPPING.get('mono-xm')\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+    assert "Could not register" not in result.stderr
+
+
 def test_import_is_cheap_and_flag_embedding_optional() -> None:
     """``import xm_integrations`` imports no FlagEmbedding and works without it (fresh interpreters)."""
     code = (

@@ -32,8 +32,13 @@ MODEL_NAMES: tuple[str, ...] = ("mono-xm",)
 def register(mapping_module: ModuleType) -> None:
     """Map every name of :data:`MODEL_NAMES` to ``XMFlagReranker`` in ``mapping_module.AUTO_RERANKER_MAPPING``.
 
-    A failure is logged, never raised: it must not break the import of FlagEmbedding.
+    A failure is logged, never raised: it must not break the import of FlagEmbedding. When the
+    mapping is imported by :mod:`xm_integrations.flag_reranker` itself (it imports FlagEmbedding),
+    that module is not finished yet; it registers at its end instead.
     """
+    partial = sys.modules.get("xm_integrations.flag_reranker")
+    if partial is not None and not hasattr(partial, "XMFlagReranker"):
+        return
     try:
         from xm_integrations.flag_reranker import XMFlagReranker
 

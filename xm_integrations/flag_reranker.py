@@ -25,6 +25,8 @@ except ImportError as exc:  # the optional extra
 from tqdm import tqdm, trange
 from transformers import XmodPreTrainedModel
 
+from xm_integrations.fast_inference import install_fast_adapters
+from xm_integrations.flag_registration import install as install_flag_registration
 from xm_integrations.reranking import check_workers_alive, language_major_order, max_input_tokens, route_pairs
 from xm_integrations.routing import LanguageArg, RoutedPair
 from xm_integrations.xmod_language import XmodLanguageMixin, find_xmod_model, install_language_resolution
@@ -88,6 +90,8 @@ class XMFlagReranker(XmodLanguageMixin, FlagReranker):
         super().__init__(model_name_or_path, *args, **kwargs)
         xmod = self._xmod_model()
         install_language_resolution(xmod)
+        # Every layer runs only the adapters present in a batch, not all 81 masked (same numbers).
+        install_fast_adapters(xmod)
         limit = max_input_tokens(xmod.config)
         if limit is not None and self.max_length > limit:
             logger.warning("max_length=%s exceeds the %s tokens XMOD can embed; using %s.", self.max_length, limit, limit)
@@ -309,3 +313,7 @@ def _pool_worker(device: str, reranker: XMFlagReranker, input_queue: Queue, outp
         else:
             output_queue.put([call, chunk_id, scores, None])
 
+
+# Importing FlagEmbedding above ran its mapping module while this one was unfinished, so the
+# registration hook deferred to here: FlagAutoReranker.from_finetuned("…/mono-xm") gives XMFlagReranker.
+install_flag_registration()

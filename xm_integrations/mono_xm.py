@@ -15,6 +15,7 @@ from sentence_transformers import CrossEncoder
 from sentence_transformers.base.model import BaseModel
 from transformers import XmodPreTrainedModel
 
+from xm_integrations.fast_inference import default_autocast_dtype, install_fast_adapters, score_pairs
 from xm_integrations.reranking import check_workers_alive, max_input_tokens, route_pairs
 from xm_integrations.routing import LanguageArg, RoutedPair, RoutedText, language_major_length, routed_lang_ids
 from xm_integrations.xmod_language import XmodLanguageMixin, find_xmod_model, install_language_resolution
@@ -25,6 +26,15 @@ logger = logging.getLogger(__name__)
 
 #: How often a caller waiting on pool results checks that the workers are alive.
 _POLL_SECONDS = 0.5
+
+#: The ``predict`` arguments that the fast path honours; any other keeps the stock path.
+_FAST_PATH_ARGUMENTS = frozenset({
+    "batch_size", "show_progress_bar", "activation_fn", "apply_softmax", "convert_to_numpy", "convert_to_tensor",
+    "device",
+})
+
+#: ``predict`` arguments that mean nothing when ``None`` (the fast path takes them as absent).
+_UNUSED_WHEN_NONE = frozenset({"pool", "chunk_size", "prompt", "prompt_name"})
 
 #: sentence-transformers before 6.2 (the GPU machines run 6.0.1) ends a pool worker on its first
 #: error, so the remaining chunks are never answered and the caller waits forever.
@@ -55,6 +65,14 @@ class MonoXM(XmodLanguageMixin, CrossEncoder):
       ``AutoModelForSequenceClassification`` load without remote code; the default language is
       kept in ``config.json``.
 
+    Speed: every XMOD layer runs only the adapters present in a batch (transformers runs all 81,
+    masked, in every layer; the numbers are the same, and an out-of-range adapter id is an error).
+    On CUDA, :meth:`predict` also takes the fast path of :mod:`xm_integrations.fast_inference`
+    (``fast_inference=None``, the default): pairs tokenized once, batches cut by a budget of
+    padded tokens (``batch_size`` is not used there) over pairs grouped by language and sorted by
+    length, and the matrix products in float16 under autocast with float32 weights, accumulation
+    and scores. ``docs/benchmarks.md`` has the speed and the score error against float32.
+
     Truncation: a pair longer than :attr:`max_seq_length` tokens (special tokens included) is cut
     by the tokenizer ``longest_first``: tokens are removed one at a time from whichever of query
     and passage is longer at that moment, from the end. :attr:`max_seq_length` is the tokenizer's
@@ -67,13 +85,24 @@ class MonoXM(XmodLanguageMixin, CrossEncoder):
         scores = model.predict([("query", "passage"), ("requête", "passage")], language=["en", "fr"])
     """
 
-    def __init__(self, model_name_or_path: str | None = None, *, language: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        model_name_or_path: str | None = None,
+        *,
+        language: str | None = None,
+        fast_inference: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
         """Load a checkpoint as ``CrossEncoder`` does.
 
         Args:
             model_name_or_path: A Hub repo id or a local folder, as for ``CrossEncoder``.
             language: The default adapter, in any form :func:`~xm_integrations.resolve_language`
                 accepts; the checkpoint's ``default_language`` when omitted.
+            fast_inference: ``None`` (default): :meth:`predict` takes the fast path where it runs
+                on CUDA and the stock batching on CPU (where the fast path measured no faster);
+                ``True``: the fast path everywhere (float32 on CPU); ``False``: stock batching
+                everywhere (the adapters still run only where present).
             **kwargs: Every keyword argument of ``CrossEncoder`` (``device``, ``max_length``,
                 ``model_kwargs``, ``config_kwargs``, ...).
 
@@ -82,8 +111,10 @@ class MonoXM(XmodLanguageMixin, CrossEncoder):
             UnknownLanguageError: the checkpoint has no adapter for ``language``.
         """
         super().__init__(model_name_or_path, **kwargs)
+        self.fast_inference = fast_inference
         xmod = self._xmod_model()
         install_language_resolution(xmod)
+        install_fast_adapters(xmod)
         limit = max_input_tokens(xmod.config)
         if limit is not None and (self.max_seq_length is None or self.max_seq_length > limit):
             if kwargs.get("max_length") is not None:
@@ -124,8 +155,68 @@ class MonoXM(XmodLanguageMixin, CrossEncoder):
         else:
             pairs = inputs.tolist() if isinstance(inputs, np.ndarray) else list(inputs)
         routed = route_pairs(self, [_carried_language(pair) for pair in pairs], language)
-        scores = super().predict(routed, *args, **kwargs)
+        # Stock rank() passes pool=None, prompt=None, ... explicitly: None there means "not used".
+        fast_kwargs = {key: value for key, value in kwargs.items() if value is not None or key not in _UNUSED_WHEN_NONE}
+        if args or not self._takes_fast_path(fast_kwargs):
+            scores = super().predict(routed, *args, **kwargs)
+        else:
+            scores = self._predict_fast(routed, **fast_kwargs)
         return scores[0] if singular else scores
+
+    def _takes_fast_path(self, kwargs: dict[str, Any]) -> bool:
+        """Whether :meth:`predict` with these arguments runs :func:`~xm_integrations.fast_inference.score_pairs`.
+
+        Only for what the fast path reproduces: one process on one device, no prompt, no
+        per-call processing or forward arguments, and a model that is one XMOD ``Transformer``.
+        Pools take it inside each worker (the worker calls :meth:`predict` on its device).
+        """
+        if self.fast_inference is False or set(kwargs) - _FAST_PATH_ARGUMENTS or len(self) != 1:
+            return False
+        device = kwargs.get("device")
+        if isinstance(device, list):
+            return False
+        device = torch.device(device) if device is not None else self.device
+        return self.fast_inference is True or device.type == "cuda"
+
+    @torch.inference_mode()
+    def _predict_fast(
+        self,
+        pairs: list[RoutedPair],
+        *,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        activation_fn: Any = None,
+        apply_softmax: bool | None = False,
+        convert_to_numpy: bool = True,
+        convert_to_tensor: bool = False,
+        device: str | torch.device | None = None,
+    ) -> Any:
+        """``CrossEncoder.predict`` for routed pairs through the fast path, same outputs and post-processing."""
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
+        if show_progress_bar is None:
+            show_progress_bar = logger.getEffectiveLevel() <= logging.INFO
+        if device is not None:
+            self.to(device)
+        self.eval()
+        device = self.device
+        lang_ids = np.fromiter((pair.lang_id for pair in pairs), dtype=np.int64, count=len(pairs))
+        scores = score_pairs(
+            self._xmod_model(), self.tokenizer, pairs, lang_ids, max_length=self.max_seq_length,
+            autocast_dtype=default_autocast_dtype(device), show_progress_bar=show_progress_bar,
+        )
+        activation_fn = activation_fn or self.activation_fn
+        if activation_fn is not None:
+            scores = activation_fn(scores)
+        if self.num_labels == 1 and scores.ndim > 1:
+            scores = scores.squeeze(-1)
+        if apply_softmax and scores.ndim > 1:
+            scores = torch.nn.functional.softmax(scores, dim=1)
+        if convert_to_tensor:
+            return scores
+        if convert_to_numpy:
+            return scores.cpu().numpy() if len(scores) else np.array([])
+        return list(scores)
 
     def rank(
         self, query: str, documents: Sequence[str], *args: Any, language: LanguageArg = None, **kwargs: Any
