@@ -8,7 +8,8 @@ Variants (rows):
 * ``stock MultiVectorEncoder fp32``: ``MultiVectorEncoder(path).encode_document(texts)`` with defaults
   (it loads the colbert-ai ``HF_ColBERT`` layout itself); for five languages one call per language
   after ``set_default_language``, as a stock user must.
-* ``ColBERTXM fp32 (as is)``: ``ColBERTXM(path).encode_document(texts, language=...)``.
+* ``ColBERTXM (default)``: ``ColBERTXM(path).encode_document(texts, language=...)`` as users get it
+  (the fast path on CUDA, in the model's dtype); ``ColBERTXM fast_inference=False``: stock batching.
 * ``ColBERTXM bf16 +fast adapters``: the same in bf16 with
   :func:`xm_integrations.fast_inference.install_fast_adapters`.
 * ``fast <dtype> <budget>``: :func:`xm_integrations.fast_inference.encode_texts` with
@@ -213,10 +214,11 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
     del stock, stock_xmod
     bc.free_memory()
 
-    fi.install_fast_adapters(xmod)  # harmless if already there
-    for module in xmod.modules():
-        module.__dict__.pop("lang_adapter", None)
-    measure("ColBERTXM fp32 (as is)", colbertxm(), subset=slow_n)
+    # What users get: the fast path on CUDA (model dtype, token budget), stock batching with fast adapters on CPU.
+    measure("ColBERTXM (default)", colbertxm())
+    model.fast_inference = False
+    measure("ColBERTXM fast_inference=False", colbertxm(), subset=slow_n)
+    model.fast_inference = None
     gpu_variants = cuda or args.all_variants
     dtypes = [torch.bfloat16, torch.float16] if gpu_variants else [torch.float32]
     if gpu_variants:
