@@ -103,6 +103,7 @@ def main() -> None:
 
     if args.plot_only:
         payload = json.loads(Path(args.plot_only).read_text())
+        bc.add_speedups(payload["rows"])
         plot(payload["rows"], Path(args.plot_only).with_name("benchmarks.png"), payload.get("title", ""))
         write_markdown(payload["rows"], Path(args.plot_only).with_name("results.md"), payload.get("title", ""))
         print(bc.format_table(payload["rows"]))

@@ -99,7 +99,7 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
             timing = bc.time_call(pooled, first, repeats=args.repeats)
             diff = float(np.abs(np.asarray(timing.result) - np.asarray(single.result)).max())
             row(f"MonoXM pool x{len(devices)}", timing.seconds,
-                f"{single.seconds / timing.seconds:.2f}x one device; max |score diff| {diff:.1e}")
+                f"{single.seconds / timing.seconds:.2f}x one device; max abs score diff {diff:.1e}")
             seconds, error = _seconds_until_error(
                 lambda: mono.predict(pairs, language=langs[:-1] + ["xx-unknown"], pool=pool))
             row("bad language, pool", seconds, error)
@@ -123,7 +123,7 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
             timing = bc.time_call(lambda: many.compute_score(pairs, language=langs), first, repeats=args.repeats)
             diff = float(np.abs(np.asarray(timing.result) - np.asarray(flag_single.result)).max())
             row(f"XMFlagReranker x{len(devices)}", timing.seconds,
-                f"{flag_single.seconds / timing.seconds:.2f}x one device; max |score diff| {diff:.1e}")
+                f"{flag_single.seconds / timing.seconds:.2f}x one device; max abs score diff {diff:.1e}")
             seconds, error = _seconds_until_error(lambda: many.compute_score(pairs, language=["xx-unknown"] * n_pairs))
             row("bad language, XMFlagReranker xN", seconds, error)
         finally:

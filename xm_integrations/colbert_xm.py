@@ -48,6 +48,7 @@ from xm_integrations.fast_inference import (
     ColBERTDocumentHead,
     colbert_document_ids,
     encode_texts,
+    fast_path_enabled,
     install_fast_adapters,
 )
 from xm_integrations.maxsim import maxsim, maxsim_pairwise
@@ -646,11 +647,7 @@ class ColBERTXM(XmodLanguageMixin, MultiVectorEncoder):
             return False
         if getattr(self, "_placement_is_delegated", False) or self._fast_document_head_parts() is None:
             return False
-        device = kwargs.get("device")
-        if isinstance(device, list):
-            return False
-        device = torch.device(device) if device is not None else self.device
-        return self.fast_inference is True or device.type == "cuda"
+        return fast_path_enabled(self.fast_inference, kwargs.get("device"), self.device)
 
     def _fast_prompt_is_marker(self, prompt: str | None, prompt_name: str | None) -> bool:
         """Whether the prompt that stock ``encode`` would resolve leaves the text unchanged in :meth:`preprocess`."""

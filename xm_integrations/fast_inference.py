@@ -43,6 +43,7 @@ __all__ = [
     "colbert_document_ids",
     "default_autocast_dtype",
     "encode_texts",
+    "fast_path_enabled",
     "inference_dtype",
     "maxsim_triton",
     "install_fast_adapters",
@@ -154,6 +155,19 @@ def install_fast_adapters(model: torch.nn.Module) -> int:
 # --------------------------------------------------------------------------------------------------
 
 
+def fast_path_enabled(setting: bool | None, device: Any, model_device: torch.device) -> bool:
+    """Whether a model class takes its fast path on ``device`` (a call's ``device=``, else ``model_device``).
+
+    ``setting`` is the class's ``fast_inference`` argument: ``False`` never, ``True`` always,
+    ``None`` on CUDA only (on CPU the stock batching measured as fast). A list of devices means a
+    pool, whose workers decide for themselves.
+    """
+    if setting is False or isinstance(device, list):
+        return False
+    target = torch.device(device) if device is not None else model_device
+    return setting is True or target.type == "cuda"
+
+
 def inference_dtype(device: torch.device | str) -> torch.dtype:
     """The weight dtype of the fast path: bf16 on GPUs that have it, fp16 on older GPUs, fp32 on CPU.
 
@@ -169,11 +183,11 @@ def inference_dtype(device: torch.device | str) -> torch.dtype:
 def default_autocast_dtype(device: torch.device | str) -> torch.dtype | None:
     """What the fast path runs the matrix products in by default: fp16 under autocast on CUDA, nothing on CPU.
 
-    Measured on an H200 (``docs/benchmarks.md``): fp16 autocast with float32 weights, layer norms and
-    residual stream is 8-11x the best stock configuration (``FlagReranker(use_fp16=True)``) with a
-    quarter of its score error (max |error| / score spread 0.04 against 0.14); bf16 weights are
-    15-25% faster still but round 8x coarser (error/spread 0.74 on a random-weight model). CPU
-    stays float32 (the CPU target is no regression against stock float32).
+    Measured on an H200 (``docs/benchmarks.md``): ``MonoXM`` with fp16 autocast over float32 weights,
+    layer norms and residual stream is 8-13x the best stock configuration
+    (``FlagReranker(use_fp16=True)``) with less than half its score error (max relative error
+    2-3e-4 against 7e-4 to 1e-3); bf16 weights are 6-40% faster still but round about 20x coarser
+    (5-7e-3). CPU stays float32 (the CPU target is no regression against stock float32).
     """
     return torch.float16 if torch.device(device).type == "cuda" else None
 

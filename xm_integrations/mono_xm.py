@@ -15,7 +15,12 @@ from sentence_transformers import CrossEncoder
 from sentence_transformers.base.model import BaseModel
 from transformers import XmodPreTrainedModel
 
-from xm_integrations.fast_inference import default_autocast_dtype, install_fast_adapters, score_pairs
+from xm_integrations.fast_inference import (
+    default_autocast_dtype,
+    fast_path_enabled,
+    install_fast_adapters,
+    score_pairs,
+)
 from xm_integrations.reranking import check_workers_alive, max_input_tokens, route_pairs
 from xm_integrations.routing import LanguageArg, RoutedPair, RoutedText, language_major_length, routed_lang_ids
 from xm_integrations.xmod_language import XmodLanguageMixin, find_xmod_model, install_language_resolution
@@ -172,11 +177,7 @@ class MonoXM(XmodLanguageMixin, CrossEncoder):
         """
         if self.fast_inference is False or set(kwargs) - _FAST_PATH_ARGUMENTS or len(self) != 1:
             return False
-        device = kwargs.get("device")
-        if isinstance(device, list):
-            return False
-        device = torch.device(device) if device is not None else self.device
-        return self.fast_inference is True or device.type == "cuda"
+        return fast_path_enabled(self.fast_inference, kwargs.get("device"), self.device)
 
     @torch.inference_mode()
     def _predict_fast(
