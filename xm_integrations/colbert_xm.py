@@ -637,7 +637,7 @@ class ColBERTXM(XmodLanguageMixin, MultiVectorEncoder):
         ``Transformer, Dense, MultiVectorMask, Normalize`` as ColBERTXM builds it. Pools take it
         inside each worker (the worker calls :meth:`encode` on its device).
         """
-        if self.fast_inference is False or set(kwargs) - _FAST_PATH_ARGUMENTS:
+        if set(kwargs) - _FAST_PATH_ARGUMENTS:
             return False
         if kwargs.get("task") not in (None, "document") or kwargs.get("convert_to_numpy") not in (None, False, True):
             return False

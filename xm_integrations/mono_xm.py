@@ -175,7 +175,7 @@ class MonoXM(XmodLanguageMixin, CrossEncoder):
         per-call processing or forward arguments, and a model that is one XMOD ``Transformer``.
         Pools take it inside each worker (the worker calls :meth:`predict` on its device).
         """
-        if self.fast_inference is False or set(kwargs) - _FAST_PATH_ARGUMENTS or len(self) != 1:
+        if set(kwargs) - _FAST_PATH_ARGUMENTS or len(self) != 1:
             return False
         return fast_path_enabled(self.fast_inference, kwargs.get("device"), self.device)
 
