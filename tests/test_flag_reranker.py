@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,7 +28,7 @@ from xm_integrations.routing import RoutedPair  # noqa: E402
 from xm_integrations.testing import build_tiny_mono_xm  # noqa: E402
 from xm_integrations.testing.corpus import SAMPLE_PASSAGES, SAMPLE_QUERIES  # noqa: E402
 
-from .test_mono_xm import call_with_timeout  # noqa: E402
+from .test_mono_xm import call_with_timeout, run_in_threads  # noqa: E402
 
 ATOL = 1e-5
 MONO_XM_REPO = "antoinelouis/mono-xm"
@@ -247,21 +246,8 @@ def test_threads_with_different_languages_do_not_interfere(reranker: XMFlagReran
     alone = {name: reranker.compute_score(pairs, language=language, batch_size=4) for name, language in jobs.items()}
     for name in jobs:
         np.testing.assert_allclose(alone[name], expected[name], atol=ATOL)
-    results: dict[str, list[list[float]]] = {name: [] for name in jobs}
-    start = threading.Barrier(len(jobs))
-
-    def work(name: str) -> None:
-        start.wait()
-        for _ in range(5):
-            results[name].append(reranker.compute_score(pairs, language=jobs[name], batch_size=4))
-
-    threads = [threading.Thread(target=work, args=(name,)) for name in jobs]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+    results = run_in_threads(lambda language: reranker.compute_score(pairs, language=language, batch_size=4), jobs)
     for name in jobs:
-        assert len(results[name]) == 5
         for scores in results[name]:
             assert scores == alone[name]
     assert reranker.default_language is None

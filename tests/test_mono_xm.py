@@ -73,6 +73,26 @@ def model(tiny_mono_xm: Path) -> MonoXM:
     return MonoXM(str(tiny_mono_xm), device="cpu")
 
 
+def run_in_threads(score: Callable[[Any], Any], jobs: dict[str, Any], repeats: int = 5) -> dict[str, list[Any]]:
+    """``score(jobs[name])`` ``repeats`` times in one thread per job, all released together; results per job."""
+    results: dict[str, list[Any]] = {name: [] for name in jobs}
+    start = threading.Barrier(len(jobs))
+
+    def work(name: str) -> None:
+        start.wait()
+        for _ in range(repeats):
+            results[name].append(score(jobs[name]))
+
+    threads = [threading.Thread(target=work, args=(name,)) for name in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    for name in jobs:
+        assert len(results[name]) == repeats, f"thread {name!r} did not finish"
+    return results
+
+
 def assert_adapters_differ(reference: Reference, pairs: Sequence[tuple[str, str]], a: str, b: str) -> None:
     """Guard: on these pairs, adapters ``a`` and ``b`` give different scores (else a test could pass by accident)."""
     assert np.abs(reference.scores(pairs, a) - reference.scores(pairs, b)).min() > 1e-3
@@ -301,21 +321,8 @@ def test_threads_with_different_languages_do_not_interfere(model: MonoXM) -> Non
     jobs = {"fr": ["fr"] * len(pairs), "mixed": ["zh", "de", "en"] * 6}
     alone = {name: model.predict(pairs, language=languages, batch_size=4) for name, languages in jobs.items()}
     assert np.abs(alone["fr"] - alone["mixed"]).max() > 1e-3
-    results: dict[str, list[np.ndarray]] = {name: [] for name in jobs}
-    start = threading.Barrier(len(jobs))
-
-    def work(name: str) -> None:
-        start.wait()
-        for _ in range(5):
-            results[name].append(model.predict(pairs, language=jobs[name], batch_size=4))
-
-    threads = [threading.Thread(target=work, args=(name,)) for name in jobs]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+    results = run_in_threads(lambda languages: model.predict(pairs, language=languages, batch_size=4), jobs)
     for name in jobs:
-        assert len(results[name]) == 5
         for scores in results[name]:
             np.testing.assert_array_equal(scores, alone[name])
     assert model.default_language is None
