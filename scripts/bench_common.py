@@ -489,21 +489,22 @@ def environment(device: str) -> dict[str, Any]:
     return info
 
 
+def _cell(value: Any, fmt: str, missing: str) -> str:
+    """One table cell: ``fmt`` applied to ``value``, ``missing`` for no value or NaN, ``str`` if ``fmt`` does not fit."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return missing
+    try:
+        return fmt.format(value)
+    except (ValueError, TypeError):
+        return str(value)
+
+
 def format_table(rows: Sequence[dict], columns=TABLE_COLUMNS) -> str:
     present = [c for c in columns if any(row.get(c[0]) is not None for row in rows)]
     header = [title for _, title, _ in present]
     body = []
     for row in rows:
-        cells = []
-        for key, _, fmt in present:
-            value = row.get(key)
-            if value is None or (isinstance(value, float) and math.isnan(value)):
-                cells.append("-")
-            else:
-                try:
-                    cells.append(fmt.format(value))
-                except (ValueError, TypeError):
-                    cells.append(str(value))
+        cells = [_cell(row.get(key), fmt, "-") for key, _, fmt in present]
         body.append(cells)
     widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(header)]
     lines = [" | ".join(h.ljust(w) for h, w in zip(header, widths)),
@@ -518,16 +519,7 @@ def markdown_table(rows: Sequence[dict], columns=TABLE_COLUMNS, skip=("bench",))
     lines = ["| " + " | ".join(title for _, title, _ in present) + " | note |",
              "|" + "|".join("---" if i < 2 else "---:" for i in range(len(present))) + "|---|"]
     for row in rows:
-        cells = []
-        for key, _, fmt in present:
-            value = row.get(key)
-            if value is None or (isinstance(value, float) and math.isnan(value)):
-                cells.append("")
-            else:
-                try:
-                    cells.append(fmt.format(value))
-                except (ValueError, TypeError):
-                    cells.append(str(value))
+        cells = [_cell(row.get(key), fmt, "") for key, _, fmt in present]
         lines.append("| " + " | ".join(cells) + " | " + str(row.get("note") or "") + " |")
     return "\n".join(lines)
 

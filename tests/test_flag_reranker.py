@@ -148,6 +148,12 @@ def test_flag_auto_reranker_returns_ours(hub_cache: Path, reference: Reference) 
     np.testing.assert_allclose(reranker.compute_score(PAIRS), reference.logits(PAIRS, "de_DE"), atol=ATOL)
 
 
+def _fresh_python(code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a new interpreter (offline), so import order starts from nothing."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+
 @pytest.mark.slow
 def test_registration_when_flag_embedding_is_imported_first() -> None:
     """Slow (about 15 s): a fresh interpreter imports FlagEmbedding's mapping before ``xm_integrations``.
@@ -163,11 +169,11 @@ def test_registration_when_flag_embedding_is_imported_first() -> None:
         "assert AUTO_RERANKER_MAPPING['mono-xm'].model_class is XMFlagReranker, AUTO_RERANKER_MAPPING['mono-xm']\n"
         "print('ok')\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    result = _fresh_python(code)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_registration_when_our_reranker_imports_flag_embedding() -> None:
     """Slow (about 15 s): ``XMFlagReranker`` imported first, so FlagEmbedding's mapping runs while our module is unfinished."""
     code = (
@@ -176,8 +182,7 @@ def test_registration_when_our_reranker_imports_flag_embedding() -> None:
         "assert AUTO_RERANKER_MAPPING['mono-xm'].model_class is XMFlagReranker, AUTO_RERANKER_MAPPING.get('mono-xm')\n"
         "print('ok')\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    result = _fresh_python(code)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
     assert "Could not register" not in result.stderr
 
