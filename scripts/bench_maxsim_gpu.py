@@ -96,7 +96,7 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
 
     from sentence_transformers.util import similarity as st_similarity
 
-    from xm_integrations import fast_inference as fi
+    from xm_integrations.maxsim_triton import maxsim_triton
     try:
         from xm_integrations.maxsim import maxsim as xm_maxsim
     except Exception as exc:  # noqa: BLE001 - being written in parallel
@@ -121,7 +121,7 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
                       dict(block_t=64, docs_per_program=16, num_stages=4)]
     for config in triton_configs:
         name = "triton fused " + ",".join(f"{k.split('_')[0]}={v}" for k, v in config.items())
-        variants.append((name, lambda q, d, m, ln, c=config: fi.maxsim_triton(q, d, ln, **c), False))
+        variants.append((name, lambda q, d, m, ln, c=config: maxsim_triton(q, d, ln, **c), False))
 
     for n_q in query_counts:
         queries = queries_all[:n_q]

@@ -500,12 +500,12 @@ def test_cuda_matches_cpu(data, dtype):
 
 
 def _forbid_fused_kernel(monkeypatch) -> None:
-    from xm_integrations import fast_inference
+    from xm_integrations import maxsim_triton
 
     def forbidden(*args, **kwargs):
         raise AssertionError("maxsim_triton must not be called here")
 
-    monkeypatch.setattr(fast_inference, "maxsim_triton", forbidden)
+    monkeypatch.setattr(maxsim_triton, "maxsim_triton", forbidden)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
@@ -520,16 +520,16 @@ def test_cpu_never_takes_the_fused_kernel(monkeypatch, dtype, document_form):
 
 
 def _count_fused_calls(monkeypatch) -> list[int]:
-    from xm_integrations import fast_inference
+    from xm_integrations import maxsim_triton
 
     calls: list[int] = []
-    real = fast_inference.maxsim_triton
+    real = maxsim_triton.maxsim_triton
 
     def counting(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(fast_inference, "maxsim_triton", counting)
+    monkeypatch.setattr(maxsim_triton, "maxsim_triton", counting)
     return calls
 
 

@@ -504,7 +504,7 @@ _FUSED_MAX_QUERY_TOKENS = 128
 
 
 def _fused_maxsim(q_side: _Side, d_side: _Side, device: torch.device, out: Tensor) -> bool:
-    """Score with :func:`xm_integrations.fast_inference.maxsim_triton` into ``out`` (sums) where it
+    """Score with :func:`xm_integrations.maxsim_triton.maxsim_triton` into ``out`` (sums) where it
     computes the same function; return False, touching nothing, everywhere else.
 
     Taken on CUDA when both sides are the same half-precision dtype, ``dim`` is a power of two
@@ -532,7 +532,7 @@ def _fused_maxsim(q_side: _Side, d_side: _Side, device: torch.device, out: Tenso
         import triton  # noqa: F401 - only to know whether the kernel can be built
     except ImportError:
         return False
-    from xm_integrations.fast_inference import maxsim_triton
+    from xm_integrations.maxsim_triton import maxsim_triton
 
     queries, valid = q_side.block(slice(0, q_side.n))
     queries = queries.to(device)
@@ -646,7 +646,7 @@ def maxsim(
     two >= 16, queries are at most 128 tokens wide and the documents are read in place (a padded
     tensor whose ``document_mask``, if any, keeps a prefix of each row, or a uniform-length
     :class:`PackedTokens`), scores come from one fused Triton kernel
-    (:func:`xm_integrations.fast_inference.maxsim_triton`: float32 accumulation, padding never
+    (:func:`xm_integrations.maxsim_triton.maxsim_triton`: float32 accumulation, padding never
     read, same empty-item rules; 9-10x this chunked path for one query and ~15x for 64 on an
     H200). Everything else (CPU, float32/float64, mixed dtypes, ragged lists and stores,
     non-prefix masks, no Triton) takes the chunked path described here; ``chunk_size``,
