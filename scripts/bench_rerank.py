@@ -14,6 +14,8 @@ Variants (rows):
 * ``MonoXM (default)``: ``MonoXM(path).predict(pairs, language=...)`` as users get it: the fast
   path on CUDA (fp16 autocast, token budget), stock batching with fast adapters on CPU;
   ``MonoXM fast_inference=...`` is the other path on the same device.
+* ``MonoXM <dtype> weights``: the model cast to that dtype (as ``model_kwargs={"dtype": ...}`` loads
+  it), default arguments: the fast path runs in that dtype, without autocast.
 * ``MonoXM bf16 stock batching``: ``fast_inference=False`` with bf16 weights (with and without
   :func:`xm_integrations.fast_inference.install_fast_adapters`).
 * ``fast <dtype> <budget>``: :func:`xm_integrations.fast_inference.score_pairs` -- tokenized once,
@@ -259,6 +261,8 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
     for dtype in fast_dtypes:
         label = str(dtype)[6:]
         _set_weights(hf, state, dtype)
+        if dtype != torch.float32:
+            runner.measure(f"MonoXM {label} weights", mono_predict())
         if dtype == torch.bfloat16:
             mono.fast_inference = False
             _remove_fast_adapters(hf)

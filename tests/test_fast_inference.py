@@ -223,3 +223,27 @@ def test_score_pairs_rescores_overflowing_pairs_in_float32(classifier, tokenizer
 def test_default_autocast_dtype():
     assert fi.default_autocast_dtype("cpu") is None
     assert fi.default_autocast_dtype("cuda") is torch.float16
+    assert fi.default_autocast_dtype("cuda", torch.float32) is torch.float16
+    # Half-precision weights run as loaded; CPU never autocasts.
+    assert fi.default_autocast_dtype("cuda", torch.float16) is None
+    assert fi.default_autocast_dtype("cuda", torch.bfloat16) is None
+    assert fi.default_autocast_dtype("cpu", torch.float16) is None
+
+
+def test_chunks_start_small_then_double_up_to_chunk_size():
+    sizes = [len(chunk) for chunk in fi._chunks(10_000, 4096)]
+    assert sizes == [256, 512, 1024, 2048, 4096, 2064]
+    chunks = fi._chunks(10_000, 4096)
+    assert chunks[0].start == 0 and chunks[-1].stop == 10_000
+    assert all(a.stop == b.start for a, b in zip(chunks, chunks[1:]))
+    assert [len(chunk) for chunk in fi._chunks(5, 3)] == [3, 2]
+    assert [len(chunk) for chunk in fi._chunks(100, 4096)] == [100]
+    assert fi._chunks(0, 4096) == []
+
+
+def test_pool_chunk_size_gives_each_worker_two_chunks():
+    assert fi.pool_chunk_size(10_000, 2) == 2500
+    assert fi.pool_chunk_size(10_001, 2) == 2501  # rounded up: never a fifth chunk for two workers
+    assert fi.pool_chunk_size(3, 4) == 1
+    assert fi.pool_chunk_size(0, 2) == 1  # stock rejects chunk_size 0
+    assert fi.pool_chunk_size(10**7, 2) == fi.MAX_POOL_CHUNK

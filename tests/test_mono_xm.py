@@ -362,6 +362,9 @@ def test_two_process_pool(tiny_mono_xm: Path, reference: Reference) -> None:
             lambda: model.predict(pairs, language=languages, pool=pool, batch_size=4, chunk_size=5), 240
         )
         np.testing.assert_allclose(pooled, single, atol=1e-6)
+        # Without chunk_size: two chunks per worker (fast_inference.pool_chunk_size), same scores.
+        pooled = call_with_timeout(lambda: model.predict(pairs, language=languages, pool=pool), 240)
+        np.testing.assert_allclose(pooled, single, atol=1e-6)
         auto = call_with_timeout(lambda: model.predict(PAIRS, language="auto", pool=pool, chunk_size=2), 60)
         np.testing.assert_allclose(auto, reference.scores(PAIRS, KNOWN_LANGUAGES), atol=ATOL)
 

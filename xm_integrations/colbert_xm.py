@@ -47,6 +47,7 @@ from transformers import XmodPreTrainedModel
 from xm_integrations.fast_inference import (
     ColBERTDocumentHead,
     colbert_document_ids,
+    default_autocast_dtype,
     encode_texts,
     fast_path_enabled,
     install_fast_adapters,
@@ -462,9 +463,11 @@ class ColBERTXM(XmodLanguageMixin, MultiVectorEncoder):
     default) when called with only ``batch_size``, ``show_progress_bar``, ``convert_to_numpy`` and
     ``device`` (and the document marker prompt): documents tokenized once, batches cut by a budget
     of padded tokens (``batch_size`` is not used there) over documents grouped by language and
-    sorted by length, in the model's own dtype (float32 stays float32: no autocast, so the vectors
-    equal the stock path's within float32 rounding). Each returned tensor is then a view into one
-    packed tensor per batch. Queries, pools and any other argument take the stock path.
+    sorted by length. Float32 weights run under fp16 autocast there, as colbert-ai itself encodes on
+    a GPU (its ``Checkpoint`` wraps ``doc()`` in ``torch.cuda.amp.autocast``): vectors within about
+    1e-3 of the float32 ones, returned in the model's dtype; ``fast_inference=True`` on CPU, or a
+    half-precision model, runs in the model's dtype without autocast. Each returned tensor is then a
+    view into one packed tensor per batch. Queries, pools and any other argument take the stock path.
 
     Example::
 
@@ -491,9 +494,9 @@ class ColBERTXM(XmodLanguageMixin, MultiVectorEncoder):
             language: The default adapter, in any form :func:`~xm_integrations.resolve_language`
                 accepts; the checkpoint's ``default_language`` when omitted.
             fast_inference: ``None`` (default): document encoding takes the fast path where it runs
-                on CUDA and the stock batching on CPU; ``True``: the fast path everywhere (float32
-                on CPU); ``False``: stock batching everywhere (the adapters still run only where
-                present).
+                on CUDA (fp16 autocast, as colbert-ai on a GPU) and the stock batching on CPU;
+                ``True``: the fast path everywhere (float32 on CPU); ``False``: stock batching
+                everywhere, in the model's dtype (the adapters still run only where present).
             **kwargs: Every keyword argument of ``MultiVectorEncoder`` (``device``, ``revision``,
                 ``cache_folder``, ``model_kwargs``, ...).
         """
@@ -719,9 +722,11 @@ class ColBERTXM(XmodLanguageMixin, MultiVectorEncoder):
                                         marker_id=encoding.doc_marker_id)
 
         lang_ids = np.fromiter((text.lang_id for text in texts), dtype=np.int64, count=len(texts))
+        xmod = self._xmod_model()
         vectors = encode_texts(
-            self._xmod_model(), tokenizer, [str(text) for text in texts], lang_ids, head=head, split=head.split,
-            tokenize_fn=tokenize, autocast_dtype=None, show_progress_bar=show_progress_bar,
+            xmod, tokenizer, [str(text) for text in texts], lang_ids, head=head, split=head.split,
+            tokenize_fn=tokenize, autocast_dtype=default_autocast_dtype(self.device, xmod.dtype),
+            show_progress_bar=show_progress_bar,
         )
         if convert_to_numpy:
             return [vector.float().numpy() if vector.dtype == torch.bfloat16 else vector.numpy() for vector in vectors]

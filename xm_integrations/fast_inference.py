@@ -9,8 +9,9 @@ paying on an H200 without costing accuracy (``docs/benchmarks.md`` has the numbe
   whatever the batch holds. The replacement runs only the adapters present in the batch, on
   contiguous slices (inputs are sorted by language, so a batch holds one run or a few), and gives the
   same numbers. It also raises on an out-of-range adapter id, where XMOD silently zeroes the output.
-* :func:`inference_dtype` / :func:`precision` -- half precision (bf16 where the GPU has it) for the
-  weights, with float32 accumulation in the matrix units and the scores upcast to float32.
+* :func:`default_autocast_dtype` / :func:`precision` -- fp16 matrix products (autocast over float32
+  weights, or half-precision weights as loaded), float32 accumulation in the matrix units, scores
+  upcast to float32.
 * :func:`plan_batches` -- batches cut by a token budget (padded tokens per batch) rather than by a
   count, over inputs sorted by language then length, cut where the language changes.
 * :func:`pad_batch`, :func:`run_pipelined` -- inputs tokenized once, padded to a multiple of 8, pinned
@@ -25,6 +26,7 @@ Nothing here changes what a model computes, except rounding from the chosen dtyp
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -44,11 +46,11 @@ __all__ = [
     "default_autocast_dtype",
     "encode_texts",
     "fast_path_enabled",
-    "inference_dtype",
     "install_fast_adapters",
     "lang_segments",
     "pad_batch",
     "plan_batches",
+    "pool_chunk_size",
     "precision",
     "run_pipelined",
     "score_pairs",
@@ -167,28 +169,20 @@ def fast_path_enabled(setting: bool | None, device: Any, model_device: torch.dev
     return setting is True or target.type == "cuda"
 
 
-def inference_dtype(device: torch.device | str) -> torch.dtype:
-    """The weight dtype of the fast path: bf16 on GPUs that have it, fp16 on older GPUs, fp32 on CPU.
-
-    CPU stays in float32: the no-regression target there is measured against the stock float32
-    path, and half precision on CPU is only faster where the processor has AMX/AVX512-BF16.
-    """
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
-
-
-def default_autocast_dtype(device: torch.device | str) -> torch.dtype | None:
-    """What the fast path runs the matrix products in by default: fp16 under autocast on CUDA, nothing on CPU.
+def default_autocast_dtype(device: torch.device | str, weight_dtype: torch.dtype = torch.float32) -> torch.dtype | None:
+    """What the fast path runs float32 weights' matrix products in: fp16 under autocast on CUDA, nothing on CPU.
 
     Measured on an H200 (``docs/benchmarks.md``): ``MonoXM`` with fp16 autocast over float32 weights,
     layer norms and residual stream is 8-13x the best stock configuration
     (``FlagReranker(use_fp16=True)``) with less than half its score error (max relative error
-    2-3e-4 against 7e-4 to 1e-3); bf16 weights are 6-40% faster still but round about 20x coarser
-    (5-7e-3). CPU stays float32 (the CPU target is no regression against stock float32).
+    2-3e-4 against 7e-4 to 1e-3), and it is how colbert-ai encodes on a GPU (its ``Checkpoint``
+    runs under ``torch.cuda.amp.autocast``). Weights already in half precision (a model loaded with
+    ``dtype=torch.float16``) run as they are: ``None``, since autocast would only add float32 layer
+    norms around them. CPU stays float32 (the CPU target is no regression against stock float32).
     """
-    return torch.float16 if torch.device(device).type == "cuda" else None
+    if torch.device(device).type != "cuda" or weight_dtype != torch.float32:
+        return None
+    return torch.float16
 
 
 @contextlib.contextmanager
@@ -362,8 +356,39 @@ def run_pipelined(
     return results
 
 
-def _chunks(count: int, chunk_size: int) -> list[range]:
-    return [range(start, min(count, start + chunk_size)) for start in range(0, count, chunk_size)]
+#: Inputs in the first tokenization chunk: the GPU starts after this many are tokenized.
+FIRST_CHUNK = 256
+
+
+def _chunks(count: int, chunk_size: int, first: int = FIRST_CHUNK) -> list[range]:
+    """Consecutive ranges covering ``count`` inputs: ``first``, then doubling up to ``chunk_size``.
+
+    The device starts after a small first chunk (a few milliseconds of tokenization), while later
+    chunks grow large enough that sorting and language grouping inside them give full batches: at a
+    constant 1,024 pairs the H200 ran 10% slower than with the whole input planned at once, and a
+    chunk split five ways by language gave batches of half the token budget.
+    """
+    ranges, start, size = [], 0, max(1, min(first, chunk_size))
+    while start < count:
+        stop = min(count, start + size)
+        ranges.append(range(start, stop))
+        start, size = stop, min(chunk_size, size * 2)
+    return ranges
+
+
+#: The most inputs :func:`pool_chunk_size` sends a pool worker at once.
+MAX_POOL_CHUNK = 16384
+
+
+def pool_chunk_size(count: int, workers: int) -> int:
+    """Inputs per chunk sent to each worker of a multi-device pool: two chunks per worker.
+
+    sentence-transformers' default (ten chunks per worker, at most 5,000) gives each worker calls of
+    a few hundred pairs for 10,000: each call tokenizes before its GPU starts and plans batches over
+    that call only, so two H200s ran slower than one (0.77x). Two chunks per worker keep the load
+    balanced while each call is large enough for the fast path's pipeline.
+    """
+    return max(1, min(math.ceil(count / (2 * max(1, workers))), MAX_POOL_CHUNK))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -464,7 +489,7 @@ def score_pairs(
     max_tokens: int | None = None,
     max_batch_size: int | None = None,
     group_languages: bool = True,
-    chunk_size: int = 1024,
+    chunk_size: int = 4096,
     autocast_dtype: torch.dtype | None = None,
     balance: bool = True,
     show_progress_bar: bool = False,
@@ -472,7 +497,7 @@ def score_pairs(
     """Raw logits of a sequence-classification XMOD model for (query, passage) pairs, in input order.
 
     Args:
-        model: An ``XmodForSequenceClassification`` (any dtype; see :func:`inference_dtype`).
+        model: An ``XmodForSequenceClassification`` (any dtype; see :func:`default_autocast_dtype`).
         tokenizer: Its tokenizer; pairs are encoded as ``tokenizer(query, passage)``, truncated
             longest-first to ``max_length``, exactly as ``CrossEncoder`` does.
         tokenize_fn: Replaces that tokenization: ``tokenize_fn(queries, passages)`` returns one id
@@ -481,8 +506,9 @@ def score_pairs(
         max_tokens: Padded tokens per batch (default: :data:`DEFAULT_MAX_TOKENS_CUDA` / ``_CPU``).
         max_batch_size: Optional cap on pairs per batch.
         group_languages: Never put two languages in one batch.
-        chunk_size: Pairs tokenized per background step (sorting and batching happen per chunk;
-            1,024 measured best on the H200: the GPU starts early and tokenization overlaps it).
+        chunk_size: The most pairs tokenized per background step (sorting and batching happen
+            per chunk; chunks start at :data:`FIRST_CHUNK` and double up to this, so the GPU starts
+            early and tokenization overlaps it).
         autocast_dtype: Run under ``torch.autocast`` with this dtype (float32 weights); see
             :func:`default_autocast_dtype`. Pairs whose half-precision score is not finite
             (overflow) are scored again without autocast.
