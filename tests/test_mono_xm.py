@@ -87,7 +87,7 @@ def run_in_threads(score: Callable[[Any], Any], jobs: dict[str, Any], repeats: i
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=120)
+        thread.join(timeout=60)
     for name in jobs:
         assert len(results[name]) == repeats, f"thread {name!r} did not finish"
     return results
@@ -433,3 +433,52 @@ def test_saved_folder_loads_in_stock_libraries(tmp_path: Path, tiny_mono_xm: Pat
     with torch.no_grad():
         np.testing.assert_allclose(auto(**features).logits.view(-1).numpy(), reference.logits(PAIRS, ["fr_XX"] * 6),
                                    atol=ATOL)
+
+
+#: Run in a fresh interpreter: the stock stop of sentence-transformers 6.0/6.1 (no cancel_join_thread),
+#: a pool whose workers are dead, a call large enough to fill the input pipe, then a normal exit.
+_EXIT_AFTER_DEAD_POOL = """
+import sys
+from sentence_transformers.base.model import BaseModel
+from xm_integrations import MonoXM
+
+def stop_as_in_6_0(pool):
+    for p in pool["processes"]:
+        p.terminate()
+    for p in pool["processes"]:
+        p.join()
+        p.close()
+    pool["input"].close()
+    pool["output"].close()
+
+BaseModel.stop_multi_process_pool = staticmethod(stop_as_in_6_0)
+model = MonoXM(sys.argv[1], language="fr")
+pool = model.start_multi_process_pool(["cpu"])
+for process in pool["processes"]:
+    process.kill()
+    process.join()
+pairs = [("query " * 50, "passage " * 400)] * 400  # about 1.5 MB of chunks: more than a pipe holds
+try:
+    model.predict(pairs, pool=pool, chunk_size=10)
+except RuntimeError as error:
+    assert "died" in str(error), error
+else:
+    raise AssertionError("no error from a dead pool")
+model.stop_multi_process_pool(pool)
+print("stopped")
+"""
+
+
+@pytest.mark.slow
+def test_exit_never_waits_on_chunks_left_for_dead_workers(tiny_mono_xm: Path) -> None:
+    """Slow (about 20 s): after a failed pool call, the program still exits (stock 6.0 blocked forever)."""
+    import subprocess
+    import sys
+
+    try:
+        result = subprocess.run([sys.executable, "-c", _EXIT_AFTER_DEAD_POOL, str(tiny_mono_xm)],
+                                capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the interpreter did not exit: it waits on chunks queued for dead workers")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "stopped" in result.stdout

@@ -293,6 +293,17 @@ class MonoXM(XmodLanguageMixin, CrossEncoder):
             if created:
                 self.stop_multi_process_pool(pool)
 
+    @staticmethod
+    def stop_multi_process_pool(pool: dict[str, Any]) -> None:
+        """Stock ``stop_multi_process_pool``, and interpreter exit never waits on chunks no worker will read.
+
+        When a call fails early (a worker died or raised), its remaining chunks stay in the input
+        queue's feeder thread, and Python joins that thread at exit: with the workers gone it waits
+        forever. sentence-transformers 6.2 cancels that join; 6.0 and 6.1 do not, so it is done here.
+        """
+        pool["input"].cancel_join_thread()
+        CrossEncoder.stop_multi_process_pool(pool)
+
     if _LEGACY_POOL:
 
         @staticmethod
