@@ -2,11 +2,17 @@
 
 The reference encodes each pair on its own (``tokenizer(query, passage)``), which is what
 FlagEmbedding's id-level ``prepare_for_model`` builds, and passes the adapter id explicitly.
+:meth:`Reference.flag_logits` instead encodes each pair with FlagEmbedding's own per-pair code
+(query and passage cut separately before the pair is cut), for truncated and odd inputs.
+
+The fast path (``fast_inference=True`` forces it on CPU, in float32) must give the stock path's
+scores; the arguments it cannot honour must fall back to the stock path.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
 import time
@@ -22,7 +28,9 @@ from transformers import AutoTokenizer, XmodForSequenceClassification
 pytest.importorskip("FlagEmbedding")
 
 from FlagEmbedding import FlagAutoReranker, FlagReranker  # noqa: E402
+from FlagEmbedding.utils.tokenizer_compat import prepare_for_model_compat  # noqa: E402
 
+import xm_integrations.flag_reranker as flag_reranker  # noqa: E402
 from xm_integrations import MissingLanguageError, UnknownLanguageError, XMFlagReranker, resolve_language  # noqa: E402
 from xm_integrations.routing import RoutedPair  # noqa: E402
 from xm_integrations.testing import build_tiny_mono_xm  # noqa: E402
@@ -56,14 +64,32 @@ class Reference:
         self.model = XmodForSequenceClassification.from_pretrained(path, dtype=torch.float32).eval()
 
     def logits(self, pairs: Sequence[tuple[str, str]], languages: Sequence[str] | str, **tokenizer_kwargs: Any) -> np.ndarray:
-        languages = [languages] * len(pairs) if isinstance(languages, str) else languages
+        return self.logits_of_ids([self.tokenizer(query, passage, **tokenizer_kwargs)["input_ids"]
+                                   for query, passage in pairs], languages)
+
+    def flag_logits(self, pairs: Sequence[tuple[str, str]], languages: Sequence[str] | str, *,
+                    max_length: int = 512, query_max_length: int | None = None) -> np.ndarray:
+        """Each pair encoded by FlagEmbedding 1.4's own steps: both sides cut, then ``prepare_for_model_compat``."""
+        query_max_length = max_length * 3 // 4 if query_max_length is None else query_max_length
+        return self.logits_of_ids([flag_encoding(self.tokenizer, query, passage, query_max_length, max_length)
+                                   for query, passage in pairs], languages)
+
+    def logits_of_ids(self, encoded: Sequence[list[int]], languages: Sequence[str] | str) -> np.ndarray:
+        languages = [languages] * len(encoded) if isinstance(languages, str) else languages
         out = []
-        for (query, passage), language in zip(pairs, languages):
-            inputs = self.tokenizer(query, passage, return_tensors="pt", **tokenizer_kwargs)
-            ids = torch.tensor([self.model.config.languages.index(language)])
+        for ids, language in zip(encoded, languages):
+            lang_ids = torch.tensor([self.model.config.languages.index(language)])
             with torch.no_grad():
-                out.append(self.model(**inputs, lang_ids=ids).logits.item())
+                out.append(self.model(input_ids=torch.tensor([ids]), lang_ids=lang_ids).logits.item())
         return np.array(out)
+
+
+def flag_encoding(tokenizer: Any, query: str, passage: str, query_max_length: int, max_length: int) -> list[int]:
+    """FlagEmbedding 1.4's ``compute_score_single_gpu`` encoding of one pair, step by step."""
+    query_ids = tokenizer(query, add_special_tokens=False, max_length=query_max_length, truncation=True)["input_ids"]
+    passage_ids = tokenizer(passage, add_special_tokens=False, max_length=max_length, truncation=True)["input_ids"]
+    return prepare_for_model_compat(tokenizer, query_ids, passage_ids, truncation="only_second",
+                                    max_length=max_length, padding=False)["input_ids"]
 
 
 @pytest.fixture(scope="module")
@@ -269,6 +295,107 @@ def test_long_texts_truncated_as_stock_flag_reranker(tiny_mono_xm: Path, tmp_pat
     # Stock FlagReranker on the same weights with de_DE saved as default truncates the same way.
     folder = build_tiny_mono_xm(tmp_path / "de", default_language="de_DE")
     np.testing.assert_allclose(FlagReranker(str(folder), devices="cpu").compute_score(pairs), expected, atol=ATOL)
+
+
+# --- Fast path -----------------------------------------------------------------------------------------------
+
+MIXED = ["fr_XX", "de_DE", "zh_TW", "fr_XX", "en_XX"]
+#: A query longer than query_max_length (384 tokens) and passages longer than max_length (512).
+LONG = [("question " * 300, "passage " * 400), ("q", "mot " * 1000), ("question " * 600, "court")]
+#: Empty sides, and a passage that tokenizes to nothing: FlagEmbedding then encodes the query alone.
+ODD = [("", ""), ("query", ""), ("", "passage"), ("query", " ")]
+
+
+@pytest.fixture(scope="module")
+def fast(tiny_mono_xm: Path) -> XMFlagReranker:
+    return XMFlagReranker(str(tiny_mono_xm), devices="cpu", fast_inference=True, language="fr")
+
+
+@pytest.fixture(scope="module")
+def stock(tiny_mono_xm: Path) -> XMFlagReranker:
+    return XMFlagReranker(str(tiny_mono_xm), devices="cpu", fast_inference=False, language="fr")
+
+
+@pytest.fixture
+def fast_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One entry per call of the fast path's ``score_pairs`` (its number of pairs)."""
+    calls: list[int] = []
+    original = flag_reranker.score_pairs
+    monkeypatch.setattr(flag_reranker, "score_pairs",
+                        lambda model, tokenizer, pairs, *a, **k: calls.append(len(pairs)) or original(
+                            model, tokenizer, pairs, *a, **k))
+    return calls
+
+
+def test_encoding_is_flag_embeddings(fast: XMFlagReranker, reference: Reference) -> None:
+    """One tokenizer call for all the pairs gives FlagEmbedding's per-pair ids, odd and truncated pairs included."""
+    pairs = PAIRS + LONG + ODD
+    queries, passages = [query for query, _ in pairs], [passage for _, passage in pairs]
+    for query_max_length, max_length in ((384, 512), (6, 16)):
+        expected = [flag_encoding(reference.tokenizer, query, passage, query_max_length, max_length)
+                    for query, passage in pairs]
+        assert fast._encode_pairs(queries, passages, query_max_length, max_length) == expected
+    assert expected[-1] == reference.tokenizer(ODD[-1][0])["input_ids"]  # the query alone
+
+
+def test_fast_path_matches_stock_and_transformers(fast: XMFlagReranker, stock: XMFlagReranker, reference: Reference,
+                                                  fast_calls: list[int]) -> None:
+    assert_adapters_differ(reference, PAIRS, "fr_XX", "de_DE")
+    for language, codes in (("fr", "fr_XX"), (MIXED, MIXED), ("auto", KNOWN_LANGUAGES)):
+        expected = reference.flag_logits(PAIRS, codes)
+        scores = fast.compute_score(PAIRS, language=language)
+        assert isinstance(scores, list) and len(scores) == len(PAIRS)
+        np.testing.assert_allclose(scores, expected, atol=ATOL)
+        np.testing.assert_allclose(scores, stock.compute_score(PAIRS, language=language), atol=ATOL)
+    assert fast_calls == [len(PAIRS)] * 3
+
+
+def test_fast_path_truncates_like_flag_embedding(fast: XMFlagReranker, stock: XMFlagReranker, reference: Reference,
+                                                 fast_calls: list[int]) -> None:
+    assert len(reference.tokenizer(LONG[2][0])["input_ids"]) > 384
+    pairs = LONG + ODD
+    expected = reference.flag_logits(pairs, "de_DE")
+    np.testing.assert_allclose(fast.compute_score(pairs, language="de"), expected, atol=ATOL)
+    np.testing.assert_allclose(stock.compute_score(pairs, language="de"), expected, atol=ATOL)
+    short = reference.flag_logits(pairs, "de_DE", max_length=16, query_max_length=6)  # per-call lengths
+    np.testing.assert_allclose(fast.compute_score(pairs, language="de", max_length=16, query_max_length=6), short,
+                               atol=ATOL)
+    assert fast_calls == [len(pairs)] * 2
+
+
+def test_fast_path_keeps_outputs(fast: XMFlagReranker, reference: Reference, fast_calls: list[int]) -> None:
+    expected = reference.flag_logits(PAIRS, MIXED)
+    np.testing.assert_allclose(fast.compute_score(PAIRS, language=MIXED, normalize=True), sigmoid(expected),
+                               atol=ATOL)
+    single = fast.compute_score(PAIRS[0], language="fr")
+    assert isinstance(single, list) and len(single) == 1  # stock 1.4 returns a list for one pair too
+    np.testing.assert_allclose(single, reference.flag_logits(PAIRS[:1], "fr_XX"), atol=ATOL)
+    assert fast.compute_score([], language="fr") == []
+    with pytest.raises(ValueError, match="batch_size"):
+        fast.compute_score(PAIRS, batch_size=0)
+    assert fast_calls == [len(PAIRS), 1]
+
+
+def test_pool_workers_take_the_fast_path(fast: XMFlagReranker, reference: Reference, fast_calls: list[int]) -> None:
+    """A worker gets a pickled copy and calls ``compute_score_single_gpu`` on its device with routed pairs."""
+    worker_copy = pickle.loads(pickle.dumps(fast))
+    assert worker_copy.fast_inference is True
+    routed = [RoutedPair(pair, fast.languages.index(code)) for pair, code in zip(PAIRS, MIXED)]
+    np.testing.assert_allclose(worker_copy.compute_score_single_gpu(routed, device="cpu"),
+                               reference.flag_logits(PAIRS, MIXED), atol=ATOL)
+    assert fast_calls == [len(PAIRS)]
+
+
+def test_cpu_default_and_unsupported_arguments_keep_the_stock_path(tiny_mono_xm: Path, fast: XMFlagReranker,
+                                                                    reference: Reference,
+                                                                    fast_calls: list[int]) -> None:
+    default = XMFlagReranker(str(tiny_mono_xm), devices="cpu", language="fr")
+    assert default.fast_inference is None
+    expected = reference.flag_logits(PAIRS, "fr_XX")
+    np.testing.assert_allclose(default.compute_score(PAIRS), expected, atol=ATOL)
+    # Tokenizer options go to stock's tokenizer calls, which the fast path does not make.
+    np.testing.assert_allclose(fast.compute_score(PAIRS, verbose=False), expected, atol=ATOL)
+    assert fast_calls == []
 
 
 # --- Several devices -----------------------------------------------------------------------------------------

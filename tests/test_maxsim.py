@@ -253,24 +253,42 @@ def test_query_longer_than_every_document():
     assert_scores(pair.reshape(1, -1), queries, documents)
 
 
+def _with_holes(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Padded (padding 1e4) behind a mask that is not a prefix: token ``k`` of item ``i`` sits at
+    position ``2k + i % 2``, so real tokens alternate with padding, odd items start with padding,
+    and every item has padding after its last real token."""
+    width = 2 * max(len(t) for t in tensors) + 1
+    padded = tensors[0].new_full((len(tensors), width, tensors[0].shape[1]), 1e4)
+    mask = torch.zeros(len(tensors), width, dtype=torch.bool, device=tensors[0].device)
+    for i, t in enumerate(tensors):
+        positions = torch.arange(len(t), device=t.device) * 2 + i % 2
+        padded[i, positions] = t
+        mask[i, positions] = True
+    return padded, mask
+
+
 def _in_form(tensors: list[torch.Tensor], form: str):
     """``tensors`` as a list, a padded tensor (padding 1e4, which would win any max it entered) plus
-    its mask, or a PackedTokens store. Returns ``(inputs, mask)``."""
+    its prefix mask, the same with holes between the real tokens (:func:`_with_holes`), or a
+    PackedTokens store. Returns ``(inputs, mask)``."""
     if form == "list":
         return tensors, None
     if form == "padded":
         return pad_token_embeddings(tensors, padding_value=1e4)
+    if form == "holes":
+        return _with_holes(tensors)
     return pack_token_embeddings(tensors), None
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("query_form", ["list", "padded", "packed"])
-@pytest.mark.parametrize("document_form", ["list", "padded", "packed"])
+@pytest.mark.parametrize("query_form", ["list", "padded", "holes", "packed"])
+@pytest.mark.parametrize("document_form", ["list", "padded", "holes", "packed"])
 def test_empty_documents_and_long_queries_in_every_form_and_dtype(dtype, query_form, document_form):
     """The edge cases of the contract in every input form, fp32 and bf16, against float64 NumPy.
 
     Random ragged documents of 0-9 tokens (several empty), queries of 1-12 tokens plus one of 40
-    tokens, longer than every document. Tolerance: the float32 accumulation bound of the module
+    tokens, longer than every document; padded forms behind prefix masks and masks with holes.
+    Tolerance: the float32 accumulation bound of the module
     docstring, for bf16 too (both sides see the same rounded inputs); bf16 is also held to
     rtol=1e-3. Empty documents score exactly 0.0, never NaN; 1e4 padding never enters a max.
     """
@@ -509,7 +527,7 @@ def _forbid_fused_kernel(monkeypatch) -> None:
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("document_form", ["list", "padded", "packed"])
+@pytest.mark.parametrize("document_form", ["list", "padded", "holes", "packed"])
 def test_cpu_never_takes_the_fused_kernel(monkeypatch, dtype, document_form):
     """The Triton dispatch is CUDA-only: CPU half-precision inputs of a kernel-friendly shape keep the chunked path."""
     _forbid_fused_kernel(monkeypatch)
@@ -535,15 +553,15 @@ def _count_fused_calls(monkeypatch) -> list[int]:
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("query_form", ["list", "padded", "packed"])
-@pytest.mark.parametrize("document_form", ["list", "padded", "packed", "uniform"])
+@pytest.mark.parametrize("query_form", ["list", "padded", "holes", "packed"])
+@pytest.mark.parametrize("document_form", ["list", "padded", "holes", "packed", "uniform"])
 def test_cuda_half_precision_takes_the_fused_kernel(monkeypatch, dtype, query_form, document_form):
     """bf16/fp16 on CUDA with dim a power of two: maxsim_triton for documents read in place (padded
-    behind a prefix mask, uniform PackedTokens), the chunked path for ragged ones; both against the
-    float64 NumPy brute force.
+    behind a prefix mask or a mask with holes, uniform PackedTokens), the chunked path for ragged
+    ones; both against the float64 NumPy brute force.
 
     Ragged queries of 1-32 tokens (one empty), documents of 0-50 tokens (several empty; the
-    padded form pads with 1e4), both reductions, with and without chunk_size. Same tolerance as
+    padded forms pad with 1e4), both reductions, with and without chunk_size. Same tolerance as
     every half-precision test here (float32 accumulation bound, and rtol=1e-3).
     """
     pytest.importorskip("triton")
@@ -564,7 +582,7 @@ def test_cuda_half_precision_takes_the_fused_kernel(monkeypatch, dtype, query_fo
         for chunk_size in (None, 7):
             calls.clear()
             out = maxsim(q_in, d_in, query_mask=q_mask, document_mask=d_mask, reduce=reduce, chunk_size=chunk_size)
-            assert bool(calls) == (document_form in ("padded", "uniform")), calls
+            assert bool(calls) == (document_form in ("padded", "holes", "uniform")), calls
             assert out.device.type == "cuda" and out.dtype == torch.float32 and out.shape == (6, 50)
             assert out.is_contiguous()
             assert_scores(out, queries, documents, reduce, rtol_half=1e-3)
@@ -575,7 +593,7 @@ def test_cuda_half_precision_takes_the_fused_kernel(monkeypatch, dtype, query_fo
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_keeps_the_chunked_path_where_the_kernel_does_not_apply(monkeypatch):
-    """float32, a dim that is not a power of two, mixed dtypes and a non-prefix mask: the existing path, same scores."""
+    """float32, a dim that is not a power of two and mixed dtypes: the existing path, same scores."""
     _forbid_fused_kernel(monkeypatch)
     g = torch.Generator().manual_seed(51)
     queries = [torch.randn(8, 64, generator=g) for _ in range(3)]
@@ -586,9 +604,70 @@ def test_cuda_keeps_the_chunked_path_where_the_kernel_does_not_apply(monkeypatch
     assert_scores(maxsim(odd_q, [d.cuda() for d in odd_d]), odd_q, odd_d, rtol_half=1e-3)
     half_d = [d.bfloat16() for d in documents]
     assert_scores(maxsim(queries, [d.cuda() for d in half_d]), queries, [d.double() for d in half_d])
-    padded = torch.stack(half_d).cuda()
-    mask = torch.ones(padded.shape[:2], dtype=torch.bool, device="cuda")
-    mask[:, 0] = False  # real tokens after a hole: not a prefix
-    expected = [d[1:] for d in half_d]
-    half_q = [q.bfloat16() for q in queries]
-    assert_scores(maxsim(half_q, padded, document_mask=mask), half_q, expected, rtol_half=1e-3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_fused_path_never_waits_for_the_gpu(monkeypatch):
+    """Padded CUDA queries and documents, both masked with holes, empty queries and documents, both
+    reductions: maxsim_triton scores them under ``torch.cuda.set_sync_debug_mode("error")`` (any
+    host sync or blocking copy raises), against the float64 NumPy brute force. Then the edge cases
+    with nothing to score (every document empty, zero-width queries), which the chunked path answers
+    with an early exit, give 0.0 from the kernel too."""
+    pytest.importorskip("triton")
+    calls = _count_fused_calls(monkeypatch)
+    queries = ragged(61, 5, 32, 128, min_len=1, dtype=torch.bfloat16)
+    queries[1] = queries[1][:0]
+    documents = ragged(62, 300, 120, 128, min_len=0, dtype=torch.bfloat16)
+    documents[0], documents[123] = documents[0][:0], documents[123][:0]
+    q_in, q_mask = _with_holes([q.cuda() for q in queries])
+    d_in, d_mask = _with_holes([d.cuda() for d in documents])
+    maxsim(q_in, d_in, query_mask=q_mask, document_mask=d_mask)  # compile the kernel before watching
+    torch.cuda.synchronize()
+    outs = {}
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for reduce in ("sum", "mean"):
+            outs[reduce] = maxsim(q_in, d_in, query_mask=q_mask, document_mask=d_mask, reduce=reduce)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert len(calls) == 3
+    for reduce, out in outs.items():
+        assert out.shape == (5, 300) and out.is_contiguous()
+        assert_scores(out, queries, documents, reduce, rtol_half=1e-3)
+        assert (out[1] == 0).all() and (out[:, [0, 123]] == 0).all()
+    calls.clear()
+    no_tokens = torch.zeros(300, dtype=torch.bool, device="cuda").unsqueeze(1).expand(300, d_in.shape[1])
+    zero_width = q_in[:, :0]
+    for reduce in ("sum", "mean"):
+        assert torch.equal(maxsim(q_in, d_in, query_mask=q_mask, document_mask=no_tokens, reduce=reduce),
+                           torch.zeros(5, 300, device="cuda"))
+        assert torch.equal(maxsim(zero_width, d_in, document_mask=d_mask, reduce=reduce), torch.zeros(5, 300, device="cuda"))
+    assert len(calls) == 4
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_cuda_maxsim_triton_with_lengths_and_mask(dtype):
+    """maxsim_triton directly, against the float64 NumPy brute force: ``lengths`` alone (the
+    original signature, lengths past the width clamped, on the CPU or the GPU, left unchanged),
+    ``mask`` alone (holes, so every row up to the last real one is looked at), both together (rows
+    past ``lengths[j]`` excluded whatever the mask says), and neither (every row real)."""
+    pytest.importorskip("triton")
+    from xm_integrations.maxsim_triton import maxsim_triton
+
+    queries = ragged(71, 3, 32, 64, min_len=32, dtype=dtype)
+    documents = ragged(72, 40, 30, 64, min_len=0, dtype=dtype)
+    q = torch.stack(queries).cuda()
+    padded, mask = _with_holes([d.cuda() for d in documents])
+    width = padded.shape[1]
+    lengths = torch.randint(0, width + 5, (40,), generator=torch.Generator().manual_seed(73))
+    rows = [padded[j].cpu() for j in range(40)]
+    by_lengths = [rows[j][: int(lengths[j])] for j in range(40)]
+    for given in (lengths, lengths.cuda().int()):
+        before = given.clone()
+        assert_scores(maxsim_triton(q, padded, given), queries, by_lengths, rtol_half=1e-3)
+        assert torch.equal(given, before)
+    assert_scores(maxsim_triton(q, padded, mask=mask), queries, documents, rtol_half=1e-3)
+    both = [rows[j][: int(lengths[j])][mask[j, : int(lengths[j])].cpu()] for j in range(40)]
+    assert_scores(maxsim_triton(q, padded, lengths.cuda(), mask=mask), queries, both, rtol_half=1e-3)
+    assert_scores(maxsim_triton(q, padded), queries, rows, rtol_half=1e-3)

@@ -17,7 +17,6 @@ import numpy as np
 import torch
 try:
     from FlagEmbedding.inference.reranker.encoder_only.base import BaseReranker as FlagReranker
-    from FlagEmbedding.utils.tokenizer_compat import pad_with_compat, prepare_for_model_compat
 except ImportError as exc:  # the optional extra
     raise ImportError(
         "XMFlagReranker needs FlagEmbedding >= 1.4: pip install 'xm-integrations[flag]'."
@@ -25,7 +24,7 @@ except ImportError as exc:  # the optional extra
 from tqdm import tqdm, trange
 from transformers import XmodPreTrainedModel
 
-from xm_integrations.fast_inference import install_fast_adapters
+from xm_integrations.fast_inference import fast_path_enabled, install_fast_adapters, score_pairs
 from xm_integrations.flag_registration import install as install_flag_registration
 from xm_integrations.reranking import check_workers_alive, language_major_order, max_input_tokens, route_pairs
 from xm_integrations.routing import LanguageArg, RoutedPair
@@ -61,11 +60,27 @@ class XMFlagReranker(XmodLanguageMixin, FlagReranker):
     special tokens to ``max_length`` by cutting the passage only. ``max_length`` (512 by default)
     is capped at the 512 positions an XMOD model can embed.
 
+    Speed: every XMOD layer runs only the adapters present in a batch. On CUDA, scoring also
+    takes the fast path of :mod:`xm_integrations.fast_inference` (``fast_inference=None``, the
+    default): pairs tokenized once in a background thread, batches cut by a budget of padded
+    tokens over pairs grouped by language and sorted by length, pinned asynchronous copies. Stock
+    tokenizes pair by pair in Python and pads per batch of ``batch_size``, which bounds it well
+    below what the GPU can score. The fast path keeps the same token ids and the model's own
+    weights (float16 with ``use_fp16``, else float32; no autocast), so ``use_fp16`` still decides
+    the precision.
+
     After ``import xm_integrations``, ``FlagAutoReranker.from_finetuned("antoinelouis/mono-xm")``
     returns this class.
     """
 
-    def __init__(self, model_name_or_path: str, *args: Any, language: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        model_name_or_path: str,
+        *args: Any,
+        language: str | None = None,
+        fast_inference: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
         """Load a checkpoint as ``FlagReranker`` does.
 
         Args:
@@ -73,6 +88,10 @@ class XMFlagReranker(XmodLanguageMixin, FlagReranker):
             *args: Stock positional arguments (``use_fp16``, ...).
             language: The default adapter, in any form :func:`~xm_integrations.resolve_language`
                 accepts; the checkpoint's ``default_language`` when omitted.
+            fast_inference: ``None`` (default): scoring takes the fast path where it runs on CUDA
+                and the stock batching on CPU (where the fast path measured no faster); ``True``:
+                the fast path everywhere; ``False``: stock batching everywhere (the adapters still
+                run only where present). Pool workers decide on their own device.
             **kwargs: Every keyword argument of ``FlagReranker`` (``devices``, ``batch_size``,
                 ``max_length``, ``normalize``, ``query_max_length``, ...).
 
@@ -82,6 +101,7 @@ class XMFlagReranker(XmodLanguageMixin, FlagReranker):
             UnknownLanguageError: the checkpoint has no adapter for ``language``.
         """
         self.pool = None  # stock __del__ reads it, even when loading fails
+        self.fast_inference = fast_inference  # an attribute, so pool workers get it with their pickled copy
         if "default_language" in kwargs:
             raise TypeError(
                 "XMFlagReranker takes language=..., not default_language= (which stock FlagReranker would "
@@ -117,7 +137,8 @@ class XMFlagReranker(XmodLanguageMixin, FlagReranker):
             language: ``None`` (the default language), one language for every pair, a list
                 aligned with the pairs (entries may be ``None`` or ``"auto"``), or ``"auto"``.
             **kwargs: As for stock: ``batch_size``, ``max_length``, ``query_max_length``,
-                ``normalize`` (sigmoid of the raw logits); any other goes to the tokenizer.
+                ``normalize`` (sigmoid of the raw logits); any other goes to the tokenizer (and
+                keeps the stock path, see :meth:`compute_score_single_gpu`).
 
         Returns:
             One score per pair, in input order, as stock returns them: a list on one device,
@@ -158,13 +179,22 @@ class XMFlagReranker(XmodLanguageMixin, FlagReranker):
     ) -> list[float]:
         """Stock single-device scoring, with XMOD's ``lang_ids`` added to every batch.
 
-        Tokenization and truncation are FlagEmbedding's (see the class docstring). Batches are
-        cut after sorting by adapter, then longest first. Pairs that carry no adapter (a direct
-        call with plain pairs) use the default language.
+        Tokenization and truncation are FlagEmbedding's (see the class docstring and
+        :meth:`_encode_pairs`). Pairs that carry no adapter (a direct call with plain pairs) use
+        the default language. This is what pool workers call, on their device, so they take the
+        fast path there as a single device does.
 
-        Unlike stock, a failing forward pass is not retried with smaller batches for any
+        On the fast path (see ``fast_inference``) ``batch_size`` only decides, as in stock,
+        whether progress bars show: batches are cut by padded tokens instead. Extra keyword
+        arguments (tokenizer options) keep the stock path, which passes them to the tokenizer.
+
+        On the stock path batches are cut after sorting by adapter, then longest first. Unlike
+        stock, a failing forward pass is not retried with smaller batches for any
         ``RuntimeError`` (which hides real errors and loops forever once the batch size reaches
         0); only an out-of-memory error halves the batch.
+
+        Returns:
+            One score per pair, in input order: a list, also for one pair, as stock.
         """
         batch_size = self.batch_size if batch_size is None else batch_size
         max_length = self.max_length if max_length is None else max_length
@@ -188,28 +218,48 @@ class XMFlagReranker(XmodLanguageMixin, FlagReranker):
         self.model.to(device)
         self.model.eval()
 
-        all_inputs = []
+        lang_ids = [pair.lang_id for pair in pairs]
+        if not kwargs and fast_path_enabled(self.fast_inference, device, self.model.device):
+
+            def tokenize_fn(queries: list[str], passages: list[str]) -> list[list[int]]:
+                return self._encode_pairs(queries, passages, query_max_length, max_length)
+
+            logits = score_pairs(self.model, self.tokenizer, pairs, np.asarray(lang_ids, dtype=np.int64),
+                                 tokenize_fn=tokenize_fn, autocast_dtype=None,
+                                 show_progress_bar=len(pairs) >= batch_size)
+            scores = logits.view(-1).cpu().numpy().astype(np.float64)
+        else:
+            scores = self._score_stock(pairs, torch.tensor(lang_ids, dtype=torch.long), batch_size,
+                                       query_max_length, max_length, device, kwargs)
+        if normalize:
+            return [float(1 / (1 + np.exp(-score))) for score in scores]
+        return scores.tolist()
+
+    def _score_stock(
+        self,
+        pairs: list[RoutedPair],
+        lang_ids: torch.Tensor,
+        batch_size: int,
+        query_max_length: int,
+        max_length: int,
+        device: str,
+        kwargs: dict[str, Any],
+    ) -> np.ndarray:
+        """Raw logits in input order through stock's batching: pre-tokenize, then batches of ``batch_size``."""
+        all_ids: list[list[int]] = []
         for start in trange(0, len(pairs), batch_size, desc="pre tokenize", disable=len(pairs) < batch_size):
             chunk = pairs[start:start + batch_size]
-            queries = self.tokenizer([pair[0] for pair in chunk], return_tensors=None, add_special_tokens=False,
-                                     max_length=query_max_length, truncation=True, **kwargs)["input_ids"]
-            passages = self.tokenizer([pair[1] for pair in chunk], return_tensors=None, add_special_tokens=False,
-                                      max_length=max_length, truncation=True, **kwargs)["input_ids"]
-            for query_ids, passage_ids in zip(queries, passages):
-                all_inputs.append(prepare_for_model_compat(
-                    self.tokenizer, query_ids, passage_ids, truncation="only_second", max_length=max_length,
-                    padding=False,
-                ))
+            all_ids += self._encode_pairs([pair[0] for pair in chunk], [pair[1] for pair in chunk],
+                                          query_max_length, max_length, **kwargs)
 
-        lang_ids = torch.tensor([pair.lang_id for pair in pairs], dtype=torch.long)
-        order = language_major_order(lang_ids.tolist(), [len(item["input_ids"]) for item in all_inputs])
+        order = language_major_order(lang_ids.tolist(), [len(ids) for ids in all_ids])
         scores = np.empty(len(pairs), dtype=np.float64)
         start = 0
         with tqdm(total=len(order), desc="Compute Scores", disable=len(order) < batch_size) as progress:
             while start < len(order):
                 positions = order[start:start + batch_size]
                 try:
-                    logits = self._score_batch([all_inputs[i] for i in positions], lang_ids[positions], device, kwargs)
+                    logits = self._score_batch([all_ids[i] for i in positions], lang_ids[positions], device, kwargs)
                 except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError since torch 2.5
                     if batch_size == 1:
                         raise
@@ -219,16 +269,55 @@ class XMFlagReranker(XmodLanguageMixin, FlagReranker):
                 scores[positions] = logits
                 start += len(positions)
                 progress.update(len(positions))
+        return scores
 
-        if normalize:
-            return [float(1 / (1 + np.exp(-score))) for score in scores]
-        return scores.tolist()
+    def _encode_pairs(
+        self, queries: list[str], passages: list[str], query_max_length: int, max_length: int, **tokenizer_kwargs: Any
+    ) -> list[list[int]]:
+        """Token ids of pairs, special tokens included, exactly as FlagEmbedding 1.4 builds them.
+
+        Stock tokenizes queries (cut to ``query_max_length``) and passages (cut to
+        ``max_length``) without special tokens, then calls ``prepare_for_model_compat`` once per
+        pair; under transformers 5 that decodes both id lists and tokenizes the texts again as a
+        pair, cut ``only_second`` to ``max_length``. Here the same steps run over the whole list:
+        one tokenizer call for all the pairs (in the tokenizer's Rust threads) gives the same ids
+        as one call per pair, which bounded the stock path. One detail is kept on purpose: the
+        per-pair call goes through ``tokenizer(query, passage)``, which ignores an empty
+        ``passage``, so a passage that decodes to ``""`` gives ``<s> query </s>``, not an empty
+        second segment.
+        """
+        tokenizer = self.tokenizer
+
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+
+        def cut(texts: list[str], limit: int) -> list[str]:
+            unique = list(dict.fromkeys(texts))  # a query is shared by all its passages: cut it once
+            ids = tokenizer(unique, return_tensors=None, add_special_tokens=False, max_length=limit, truncation=True,
+                            **tokenizer_kwargs)["input_ids"]
+            if backend is not None:  # what tokenizer.decode runs (no clean-up), as one call in Rust threads
+                decoded = backend.decode_batch(ids, skip_special_tokens=False)
+            else:
+                decoded = tokenizer.batch_decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+            by_text = dict(zip(unique, decoded))
+            return [by_text[text] for text in texts]
+
+        queries, passages = cut(queries, query_max_length), cut(passages, max_length)
+        paired = [i for i, passage in enumerate(passages) if passage]
+        alone = [i for i, passage in enumerate(passages) if not passage]
+        encoded: list[list[int]] = [[] for _ in queries]
+        for positions, seconds in ((paired, [passages[i] for i in paired]), (alone, None)):
+            if positions:
+                ids = tokenizer([queries[i] for i in positions], seconds, truncation="only_second",
+                                max_length=max_length, padding=False)["input_ids"]
+                for position, item in zip(positions, ids):
+                    encoded[position] = item
+        return encoded
 
     def _score_batch(
-        self, items: list[dict[str, Any]], lang_ids: torch.Tensor, device: str, kwargs: dict[str, Any]
+        self, ids: list[list[int]], lang_ids: torch.Tensor, device: str, kwargs: dict[str, Any]
     ) -> np.ndarray:
         """Raw logits of one batch of tokenized pairs, through their adapters."""
-        inputs = pad_with_compat(self.tokenizer, items, padding=True, return_tensors="pt", **kwargs).to(device)
+        inputs = self.tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt", **kwargs).to(device)
         logits = self.model(**inputs, lang_ids=lang_ids.to(device), return_dict=True).logits
         return logits.view(-1).float().cpu().numpy()
 

@@ -41,6 +41,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal, Union
 
 import numpy as np
@@ -321,13 +322,17 @@ class _Side:
     """One side of a scoring call (queries or documents), whatever form it came in, exposing:
     ``n``, ``dim``, ``dtype``, ``device``, ``lengths`` (CPU int64, real tokens per item), and
     ``block(index)`` -> ``(embeddings (c, width, dim), valid (c, width) bool or None)`` for a slice
-    or a CPU index tensor of items. ``valid`` None means every row of the block is real."""
+    or a CPU index tensor of items. ``valid`` None means every row of the block is real.
+
+    A padded tensor keeps its mask as given in ``given_mask``; ``lengths`` and ``mask`` (the mask the
+    chunked path applies) are derived from it on first use only, because on an accelerator each is a
+    host sync, which the fused CUDA path (reading ``padded`` and ``given_mask``) never needs."""
 
     def __init__(self, x: TokenEmbeddings, mask, name: str, mask_name: str) -> None:
         self.name = name
         self.kind: str
         self.padded: Tensor | None = None
-        self.mask: Tensor | None = None
+        self.given_mask: Tensor | None = None
         self.items: list[Tensor] | None = None
         self.packed: PackedTokens | None = None
         if isinstance(x, np.ndarray):
@@ -382,15 +387,24 @@ class _Side:
 
     def _init_padded(self, x: Tensor, mask: Tensor | None) -> None:
         self.kind = "padded"
-        self.padded, self.mask = x, mask
+        self.padded, self.given_mask = x, mask
         self.n, self.width, self.dim = x.shape
         self.dtype, self.device = x.dtype, x.device
-        if mask is not None and bool(mask.all()):
-            self.mask = mask = None  # nothing to mask: skip the per-chunk masking work
-        self.uniform = mask is None
-        self.lengths = (
-            torch.full((self.n,), self.width, dtype=torch.int64) if mask is None else mask.sum(dim=1).cpu()
-        )
+
+    @cached_property
+    def mask(self) -> Tensor | None:
+        """A padded tensor's validity mask for the chunked path: None when every row is real (an
+        all-True mask is dropped, skipping the per-chunk masking work). None for lists and stores."""
+        if self.given_mask is None or bool(self.given_mask.all()):
+            return None
+        return self.given_mask
+
+    @cached_property
+    def lengths(self) -> Tensor:
+        """A padded tensor's real tokens per item (lists and stores set ``lengths`` on creation)."""
+        if self.given_mask is None:
+            return torch.full((self.n,), self.width, dtype=torch.int64)
+        return self.given_mask.sum(dim=1).cpu()
 
     def real_tokens(self) -> Tensor:
         """All real token rows, item after item, as one ``(total_real_tokens, dim)`` tensor."""
@@ -503,43 +517,49 @@ _MM_OUT_DTYPE_OK: dict[tuple[str, torch.dtype], bool] = {}
 _FUSED_MAX_QUERY_TOKENS = 128
 
 
-def _fused_maxsim(q_side: _Side, d_side: _Side, device: torch.device, out: Tensor) -> bool:
-    """Score with :func:`xm_integrations.maxsim_triton.maxsim_triton` into ``out`` (sums) where it
-    computes the same function; return False, touching nothing, everywhere else.
+def _fused_maxsim(q_side: _Side, d_side: _Side, device: torch.device, reduce: ReduceMode) -> Tensor | None:
+    """The ``(n_queries, n_documents)`` scores from :func:`xm_integrations.maxsim_triton.maxsim_triton`
+    where it computes the same function; None, having done nothing, everywhere else.
 
     Taken on CUDA when both sides are the same half-precision dtype, ``dim`` is a power of two
     >= 16, queries are at most :data:`_FUSED_MAX_QUERY_TOKENS` wide, the documents are read in
-    place (a padded tensor whose mask, if any, keeps a prefix of each row, since the kernel reads
-    rows ``[0, length)``; or a uniform-length :class:`PackedTokens`), and Triton imports. Queries
-    are zero-padded (a zero token adds exactly 0 to every score); a document without tokens
-    scores 0, as below. Ragged lists and stores keep the chunked path: padding them for the kernel
-    measured slower on an H200 (0.09-0.64x with one query).
+    place (a padded tensor, with any mask; or a uniform-length :class:`PackedTokens`), and Triton
+    imports. Ragged lists and stores keep the chunked path: padding them for the kernel measured
+    slower on an H200 (0.09-0.64x with one query).
+
+    Nothing here waits for the GPU when the queries are a padded CUDA tensor: the document mask goes
+    to the kernel as given (it applies it per token and finds each document's last real token
+    itself), the kernel writes the result in place and scores empty documents and queries 0 (queries
+    are zero-padded, and a zero token adds exactly 0 to every score), so neither the CPU lengths nor
+    an emptiness check is needed; ``reduce="mean"`` divides by token counts summed on the device
+    (at least 1, so an empty query stays 0).
     """
     half = (torch.float16, torch.bfloat16)
     dim = d_side.dim
     if device.type != "cuda" or d_side.dtype not in half or q_side.dtype != d_side.dtype:
-        return False
+        return None
     if dim is None or dim < 16 or dim & (dim - 1) or q_side.width > _FUSED_MAX_QUERY_TOKENS:
-        return False
+        return None
     if d_side.kind != "padded":
-        return False
-    if d_side.mask is not None:
-        positions = torch.arange(d_side.width, device=d_side.mask.device)
-        prefix = positions.unsqueeze(0) < d_side.lengths.to(d_side.mask.device).unsqueeze(1)
-        if not torch.equal(d_side.mask, prefix):
-            return False
+        return None
     try:
         import triton  # noqa: F401 - only to know whether the kernel can be built
     except ImportError:
-        return False
+        return None
     from xm_integrations.maxsim_triton import maxsim_triton
 
-    queries, valid = q_side.block(slice(0, q_side.n))
+    if q_side.kind == "padded":
+        queries, valid = q_side.padded, q_side.given_mask
+    else:
+        queries, valid = q_side.block(slice(0, q_side.n))
     queries = queries.to(device)
     if valid is not None:
-        queries = queries.masked_fill(~valid.to(device).unsqueeze(-1), 0.0)
-    out.copy_(maxsim_triton(queries, d_side.padded, d_side.lengths.to(device)))
-    return True
+        valid = valid.to(device)
+        queries = queries.masked_fill(~valid.unsqueeze(-1), 0.0)
+    scores = maxsim_triton(queries, d_side.padded, mask=d_side.given_mask)
+    if reduce == "mean":
+        scores /= max(q_side.width, 1) if valid is None else valid.sum(dim=1, keepdim=True).clamp_(min=1)
+    return scores
 
 
 def _product_f32(a: Tensor, b_t: Tensor) -> Tensor:
@@ -644,13 +664,14 @@ def maxsim(
 
     Dispatch: on CUDA, when queries and documents share a bf16/fp16 dtype, ``dim`` is a power of
     two >= 16, queries are at most 128 tokens wide and the documents are read in place (a padded
-    tensor whose ``document_mask``, if any, keeps a prefix of each row, or a uniform-length
-    :class:`PackedTokens`), scores come from one fused Triton kernel
-    (:func:`xm_integrations.maxsim_triton.maxsim_triton`: float32 accumulation, padding never
-    read, same empty-item rules; 9-10x this chunked path for one query and ~15x for 64 on an
-    H200). Everything else (CPU, float32/float64, mixed dtypes, ragged lists and stores,
-    non-prefix masks, no Triton) takes the chunked path described here; ``chunk_size``,
-    ``query_chunk_size`` and ``memory_budget`` apply only to that path.
+    tensor with any ``document_mask``, or a uniform-length :class:`PackedTokens`), scores come
+    from one fused Triton kernel (:func:`xm_integrations.maxsim_triton.maxsim_triton`: float32
+    accumulation, the mask applied per token, rows after a document's last real token never read,
+    same empty-item rules; 9-10x this chunked path for one query and ~15x for 64 on an H200). With
+    padded CUDA queries that path never waits for the GPU (no mask sums or checks on the host).
+    Everything else (CPU, float32/float64, mixed dtypes, ragged lists and stores, no Triton) takes
+    the chunked path described here; ``chunk_size``, ``query_chunk_size`` and ``memory_budget``
+    apply only to that path.
 
     Args:
         queries: A list of ``(tokens_i, dim)`` tensors, a padded ``(n, max_tokens, dim)`` tensor
@@ -696,14 +717,13 @@ def maxsim(
             f"embedding dims differ: queries have dim {q_side.dim}, documents have dim {d_side.dim}."
         )
     device = d_side.device or q_side.device or torch.device("cpu")
+    fused = _fused_maxsim(q_side, d_side, device, reduce)
+    if fused is not None:
+        return fused
     out_dtype = _result_dtype(q_side.dtype, d_side.dtype)
     out = torch.zeros(q_side.n, d_side.n, dtype=out_dtype, device=device)
     if q_side.n == 0 or d_side.n == 0 or int(q_side.lengths.sum()) == 0 or int(d_side.lengths.sum()) == 0:
         return out  # nothing to score; empty queries/documents score 0.0
-    if _fused_maxsim(q_side, d_side, device, out):
-        if reduce == "mean":
-            out /= q_side.lengths.clamp(min=1).to(device=device, dtype=out_dtype).unsqueeze(1)
-        return out
     dim = d_side.dim
     elem = torch.finfo(out_dtype).bits // 8
 
