@@ -110,8 +110,19 @@ def test_plan_batches_covers_everything_within_budget(group):
     for batch in batches:
         padded = -(-int(lengths[batch].max()) // 8) * 8
         assert len(batch) == 1 or len(batch) * padded <= 4096
-        if group:
-            assert len(set(langs[batch].tolist())) == 1
+        if group:  # one contiguous run per language present: XMOD runs one adapter call per language
+            runs = fi.lang_segments(langs[batch])
+            assert len(runs) == len(set(langs[batch].tolist()))
+
+
+def test_plan_batches_mixes_languages_into_full_batches():
+    # Five languages cut into exactly the batches of one language: the budget decides, not the language.
+    rng = np.random.default_rng(2)
+    lengths, langs = rng.integers(50, 300, size=1000), rng.integers(0, 5, size=1000)
+    mixed = fi.plan_batches(lengths, langs, max_tokens=32768)
+    single = fi.plan_batches(lengths, max_tokens=32768)
+    assert [len(b) for b in mixed] == [len(b) for b in single]
+    assert all(len(set(langs[b].tolist())) == 5 for b in mixed)
 
 
 def test_plan_batches_single_oversized_input_gets_its_own_batch():
@@ -247,3 +258,18 @@ def test_pool_chunk_size_gives_each_worker_two_chunks():
     assert fi.pool_chunk_size(3, 4) == 1
     assert fi.pool_chunk_size(0, 2) == 1  # stock rejects chunk_size 0
     assert fi.pool_chunk_size(10**7, 2) == fi.MAX_POOL_CHUNK
+
+
+@pytest.mark.parametrize("max_length", [None, 6, 16, 64])
+def test_tokenize_gives_the_tokenizers_ids(tokenizer, max_length):
+    """The Rust-backend shortcut against transformers' own call: pairs and single texts, empty and
+    whitespace-only texts, both truncated, non-Latin scripts."""
+    first = ["hello world", "", "x " * 40, "  ", "abc", "Wie viel Koffein?", "y"]
+    second = ["", "foo bar", "y " * 30, "z", "é ü 中文 😀", "Grüner Tee enthält Koffein.", " "]
+    kwargs = {"padding": False, "return_attention_mask": False, "return_token_type_ids": False}
+    if max_length is not None:
+        kwargs.update(truncation=True, max_length=max_length)
+    assert fi.tokenize(tokenizer, first, second, max_length=max_length) == tokenizer(first, second, **kwargs)["input_ids"]
+    assert fi.tokenize(tokenizer, first, max_length=max_length) == tokenizer(first, **kwargs)["input_ids"]
+    # The caller's tokenizer is left as it was configured.
+    assert fi.tokenize(tokenizer, first, second, max_length=max_length) == tokenizer(first, second, **kwargs)["input_ids"]

@@ -671,3 +671,15 @@ def test_cuda_maxsim_triton_with_lengths_and_mask(dtype):
     both = [rows[j][: int(lengths[j])][mask[j, : int(lengths[j])].cpu()] for j in range(40)]
     assert_scores(maxsim_triton(q, padded, lengths.cuda(), mask=mask), queries, both, rtol_half=1e-3)
     assert_scores(maxsim_triton(q, padded), queries, rows, rtol_half=1e-3)
+
+
+def test_real_ends_are_last_real_positions_plus_one():
+    """What the fused kernel reads up to (computed on the device): checked against a Python loop."""
+    from xm_integrations.maxsim import _real_ends
+
+    mask = torch.rand(50, 37, generator=torch.Generator().manual_seed(3)) > 0.6
+    mask[0] = False  # no real token
+    mask[1] = True
+    expected = [max((t + 1 for t in range(37) if mask[row, t]), default=0) for row in range(50)]
+    assert _real_ends(mask).tolist() == expected
+    assert _real_ends(torch.zeros(4, 0, dtype=torch.bool)).tolist() == [0, 0, 0, 0]

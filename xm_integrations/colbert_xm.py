@@ -462,12 +462,13 @@ class ColBERTXM(XmodLanguageMixin, MultiVectorEncoder):
     also takes the fast path of :mod:`xm_integrations.fast_inference` (``fast_inference=None``, the
     default) when called with only ``batch_size``, ``show_progress_bar``, ``convert_to_numpy`` and
     ``device`` (and the document marker prompt): documents tokenized once, batches cut by a budget
-    of padded tokens (``batch_size`` is not used there) over documents grouped by language and
-    sorted by length. Float32 weights run under fp16 autocast there, as colbert-ai itself encodes on
-    a GPU (its ``Checkpoint`` wraps ``doc()`` in ``torch.cuda.amp.autocast``): vectors within about
-    1e-3 of the float32 ones, returned in the model's dtype; ``fast_inference=True`` on CPU, or a
-    half-precision model, runs in the model's dtype without autocast. Each returned tensor is then a
-    view into one packed tensor per batch. Queries, pools and any other argument take the stock path.
+    of padded tokens (``batch_size`` is not used there) over documents sorted by length, each
+    batch's rows grouped by language. Float32 weights run under fp16 autocast there, as colbert-ai
+    itself encodes on a GPU (its ``Checkpoint`` wraps ``doc()`` in ``torch.cuda.amp.autocast``):
+    vectors within about 1e-3 of the float32 ones, returned in the model's dtype;
+    ``fast_inference=True`` on CPU, or a half-precision model, runs in the model's dtype without
+    autocast. Each returned tensor is then a view into one packed tensor per batch. Queries, pools
+    and any other argument take the stock path.
 
     Example::
 

@@ -7,13 +7,13 @@ paying on an H200 without costing accuracy (``docs/benchmarks.md`` has the numbe
   *every* adapter of the checkpoint (81 for xmod-base) in every layer, with a boolean-mask gather and
   scatter each time: 972 host-device synchronisations and ~8,000 kernel launches per forward pass,
   whatever the batch holds. The replacement runs only the adapters present in the batch, on
-  contiguous slices (inputs are sorted by language, so a batch holds one run or a few), and gives the
-  same numbers. It also raises on an out-of-range adapter id, where XMOD silently zeroes the output.
+  contiguous slices (each batch's rows are grouped by language: one run per language present), and
+  gives the same numbers. It also raises on an out-of-range adapter id, where XMOD silently zeroes the output.
 * :func:`default_autocast_dtype` / :func:`precision` -- fp16 matrix products (autocast over float32
   weights, or half-precision weights as loaded), float32 accumulation in the matrix units, scores
   upcast to float32.
 * :func:`plan_batches` -- batches cut by a token budget (padded tokens per batch) rather than by a
-  count, over inputs sorted by language then length, cut where the language changes.
+  count, over inputs sorted by length; languages share batches, each batch's rows grouped by language.
 * :func:`pad_batch`, :func:`run_pipelined` -- inputs tokenized once, padded to a multiple of 8, pinned
   and copied asynchronously while the previous batch runs; tokenization of the next chunk runs in a
   background thread (the Rust tokenizer releases the GIL).
@@ -232,13 +232,14 @@ def plan_batches(
 ) -> list[np.ndarray]:
     """Cut inputs into batches of at most ``max_tokens`` padded tokens.
 
-    Inputs are sorted by language (when ``group_languages``), then by length, longest first (so a
-    batch that does not fit shows up at once); a batch is padded to its longest input rounded up
-    to ``multiple_of``, and it grows while ``size x padded length <= max_tokens``. With
-    ``group_languages`` a batch never spans two languages, so XMOD runs one adapter per layer.
-    With ``balance`` (default) the batches of a run are evened out: 200 inputs that need two
-    batches become two of about 100, not 190 and 10 (the H200 runs a nearly empty batch at a
-    fraction of its rate; five mixed languages cut 1,000 pairs into five such runs).
+    Inputs are sorted by length, longest first (so a batch that does not fit shows up at once); a
+    batch is padded to its longest input rounded up to ``multiple_of``, and it grows while
+    ``size x padded length <= max_tokens``. Languages share batches: cutting each language apart
+    left five mixed languages with batches of half the budget and cost 19-40% on the H200. With
+    ``group_languages`` (default) each batch's rows are then ordered by language, so XMOD runs one
+    adapter call per language present in a layer, on a contiguous slice. With ``balance`` (default)
+    the batches are evened out: 200 inputs that need two batches become two of about 100, not 190
+    and 10 (the H200 runs a nearly empty batch at a fraction of its rate).
 
     Returns:
         Index arrays into the inputs, one per batch, covering every input exactly once.
@@ -252,26 +253,17 @@ def plan_batches(
     if count == 0:
         return []
     langs = np.zeros(count, dtype=np.int64) if lang_ids is None else np.asarray(lang_ids, dtype=np.int64)
-    if group_languages:
-        order = np.lexsort((-lengths, langs))  # last key is primary: language, then length descending
-    else:
-        order = np.lexsort((langs, -lengths))  # length descending; ties grouped by language
+    order = np.lexsort((langs, -lengths))  # last key is primary: length descending; ties grouped by language
     sorted_lengths = lengths[order]
-    sorted_langs = langs[order]
-    # Runs that batches never cross: one per language when grouping, else the whole list.
-    if group_languages:
-        cuts = np.flatnonzero(np.diff(sorted_langs)) + 1
-        runs = zip(np.concatenate(([0], cuts)), np.concatenate((cuts, [count])))
-    else:
-        runs = [(0, count)]
-    batches: list[np.ndarray] = []
-    for start, stop in runs:
-        run = sorted_lengths[start:stop]
-        greedy = _greedy_cuts(run, max_tokens, max_batch_size, multiple_of)
-        if balance and len(greedy) > 1:
-            greedy = _balanced_cuts(run, max_tokens, max_batch_size, multiple_of, len(greedy))
-        for a, b in greedy:
-            batches.append(order[start + a:start + b])
+    cuts = _greedy_cuts(sorted_lengths, max_tokens, max_batch_size, multiple_of)
+    if balance and len(cuts) > 1:
+        cuts = _balanced_cuts(sorted_lengths, max_tokens, max_batch_size, multiple_of, len(cuts))
+    batches = []
+    for a, b in cuts:
+        batch = order[a:b]
+        if group_languages:
+            batch = batch[np.argsort(langs[batch], kind="stable")]
+        batches.append(batch)
     return batches
 
 
@@ -323,10 +315,50 @@ def pad_batch(
     return ids, mask
 
 
+_BACKENDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_BACKENDS_LOCK = threading.Lock()
+
+
+def _truncating_backend(tokenizer: Any, max_length: int | None) -> Any:
+    """A private copy of a fast tokenizer's Rust backend, set to truncate as ``tokenizer(...,
+    truncation=True, max_length=max_length)`` does (``longest_first``, the tokenizer's side), or
+    ``None`` for a tokenizer without one. Cached per tokenizer and length; never changed after it
+    is made, so threads share it safely (transformers re-configures its own backend on each call).
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return None
+    with _BACKENDS_LOCK:
+        per_length = _BACKENDS.setdefault(tokenizer, {})
+        if max_length not in per_length:
+            from tokenizers import Tokenizer
+
+            private = Tokenizer.from_str(backend.to_str())
+            private.no_padding()
+            if max_length is None:
+                private.no_truncation()
+            else:
+                private.enable_truncation(max_length, stride=0, strategy="longest_first",
+                                          direction=getattr(tokenizer, "truncation_side", "right"))
+            per_length[max_length] = private
+        return per_length[max_length]
+
+
 def tokenize(
     tokenizer: Any, first: Sequence[str], second: Sequence[str] | None = None, *, max_length: int | None
 ) -> list[list[int]]:
-    """Token ids without padding, with the tokenizer's special tokens, truncated (longest first) to ``max_length``."""
+    """Token ids without padding, with the tokenizer's special tokens, truncated (longest first) to ``max_length``.
+
+    The same ids as ``tokenizer(first, second, truncation=True, max_length=max_length)["input_ids"]``
+    (``tests/test_fast_inference.py`` checks it), from the Rust backend directly: transformers'
+    Python post-processing of each encoding holds the GIL for tens of microseconds per input, which
+    the H200 runs measured as the bound of the pipeline (the background tokenizer thread starved the
+    thread that launches the GPU work). A tokenizer without a Rust backend is called as usual.
+    """
+    backend = _truncating_backend(tokenizer, max_length)
+    if backend is not None:
+        inputs = list(zip(first, second)) if second is not None else list(first)
+        return [encoding.ids for encoding in backend.encode_batch(inputs, add_special_tokens=True)]
     kwargs: dict[str, Any] = {"padding": False, "return_attention_mask": False, "return_token_type_ids": False}
     if max_length is not None:
         kwargs.update(truncation=True, max_length=max_length)
@@ -505,7 +537,7 @@ def score_pairs(
         lang_ids: One adapter index per pair, or ``None`` for the checkpoint's default language.
         max_tokens: Padded tokens per batch (default: :data:`DEFAULT_MAX_TOKENS_CUDA` / ``_CPU``).
         max_batch_size: Optional cap on pairs per batch.
-        group_languages: Never put two languages in one batch.
+        group_languages: Order each batch's rows by language (one adapter call per language present).
         chunk_size: The most pairs tokenized per background step (sorting and batching happen
             per chunk; chunks start at :data:`FIRST_CHUNK` and double up to this, so the GPU starts
             early and tokenization overlaps it).

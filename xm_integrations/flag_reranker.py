@@ -63,7 +63,7 @@ class XMFlagReranker(XmodLanguageMixin, FlagReranker):
     Speed: every XMOD layer runs only the adapters present in a batch. On CUDA, scoring also
     takes the fast path of :mod:`xm_integrations.fast_inference` (``fast_inference=None``, the
     default): pairs tokenized once in a background thread, batches cut by a budget of padded
-    tokens over pairs grouped by language and sorted by length, pinned asynchronous copies. Stock
+    tokens over pairs sorted by length (rows grouped by language), pinned asynchronous copies. Stock
     tokenizes pair by pair in Python and pads per batch of ``batch_size``, which bounds it well
     below what the GPU can score. The fast path keeps the same token ids and the model's own
     weights (float16 with ``use_fp16``, else float32; no autocast), so ``use_fp16`` still decides

@@ -75,10 +75,11 @@ class MonoXM(XmodLanguageMixin, CrossEncoder):
     masked, in every layer; the numbers are the same, and an out-of-range adapter id is an error).
     On CUDA, :meth:`predict` also takes the fast path of :mod:`xm_integrations.fast_inference`
     (``fast_inference=None``, the default): pairs tokenized once, batches cut by a budget of
-    padded tokens (``batch_size`` is not used there) over pairs grouped by language and sorted by
-    length, and the matrix products in float16 under autocast with float32 weights, accumulation
-    and scores. A model loaded in half precision (``model_kwargs={"dtype": torch.float16}``) runs
-    in it, about 1.3x faster still, with the score error of ``FlagReranker(use_fp16=True)``.
+    padded tokens (``batch_size`` is not used there) over pairs sorted by length, each batch's
+    rows grouped by language, and the matrix products in float16 under autocast with float32
+    weights, accumulation and scores. A model loaded in half precision
+    (``model_kwargs={"dtype": torch.float16}``) runs in it without autocast, with the score error
+    of ``FlagReranker(use_fp16=True)``.
     ``docs/benchmarks.md`` has the speed and the score error against float32.
 
     Truncation: a pair longer than :attr:`max_seq_length` tokens (special tokens included) is cut
