@@ -675,7 +675,7 @@ def test_cuda_maxsim_triton_with_lengths_and_mask(dtype):
 
 def test_real_ends_are_last_real_positions_plus_one():
     """What the fused kernel reads up to (computed on the device): checked against a Python loop."""
-    from xm_integrations.maxsim import _real_ends
+    from xm_integrations.maxsim_triton import _real_ends
 
     mask = torch.rand(50, 37, generator=torch.Generator().manual_seed(3)) > 0.6
     mask[0] = False  # no real token

@@ -528,8 +528,8 @@ def _fused_maxsim(q_side: _Side, d_side: _Side, device: torch.device, reduce: Re
     slower on an H200 (0.09-0.64x with one query).
 
     Nothing here waits for the GPU when the queries are a padded CUDA tensor: the document mask goes
-    to the kernel as given (it applies it per token; each document's last real position is computed
-    on the device, :func:`_real_ends`), the kernel writes the result in place and scores empty documents and queries 0 (queries
+    to the kernel as given (each document's last real position, and whether its real rows are a
+    prefix, are computed on the device), the kernel writes the result in place and scores empty documents and queries 0 (queries
     are zero-padded, and a zero token adds exactly 0 to every score), so neither the CPU lengths nor
     an emptiness check is needed; ``reduce="mean"`` divides by token counts summed on the device
     (at least 1, so an empty query stays 0).
@@ -556,24 +556,10 @@ def _fused_maxsim(q_side: _Side, d_side: _Side, device: torch.device, reduce: Re
     if valid is not None:
         valid = valid.to(device)
         queries = queries.masked_fill(~valid.unsqueeze(-1), 0.0)
-    mask = d_side.given_mask
-    scores = maxsim_triton(queries, d_side.padded, None if mask is None else _real_ends(mask), mask=mask)
+    scores = maxsim_triton(queries, d_side.padded, mask=d_side.given_mask)
     if reduce == "mean":
         scores /= max(q_side.width, 1) if valid is None else valid.sum(dim=1, keepdim=True).clamp_(min=1)
     return scores
-
-
-def _real_ends(mask: Tensor) -> Tensor:
-    """Each row's last real position + 1 (0 for a row without one), computed on the mask's device.
-
-    The kernel reads a document's rows up to there and no further. Computed once here rather than
-    by each of the kernel's programs: with 64 queries every document is visited by 16 programs, and
-    that per-program scan cost 20% on an H200.
-    """
-    width = mask.shape[1]
-    dtype = torch.int16 if width < 2**15 else torch.int32
-    positions = torch.arange(1, width + 1, dtype=dtype, device=mask.device)
-    return (mask * positions).amax(dim=1) if width else torch.zeros(mask.shape[0], dtype=dtype, device=mask.device)
 
 
 def _product_f32(a: Tensor, b_t: Tensor) -> Tensor:
