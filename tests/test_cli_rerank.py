@@ -99,10 +99,10 @@ def test_table_output_and_progress_bar(capsys, tiny_mono_xm) -> None:
     lines = out.splitlines()
     assert lines[0].split() == ["rank", "score", "language", "id", "passage"] and len(lines) == 17
     assert lines[1].split()[0] == "1" and lines[-1].split()[0] == "16"
-    assert "Batches" in err  # more than one batch: progress bar on stderr
+    assert "Pairs" in err  # more passages than --batch-size: the fast path's progress bar on stderr
     code, _, err = run_cli(capsys, "-m", str(tiny_mono_xm), "--query-file", str(DEMO_QUERY), str(DEMO_PASSAGES),
                            "-l", "auto", "--batch-size", "4", "--no-progress")
-    assert code == 0 and "Batches" not in err
+    assert code == 0 and "Pairs" not in err
 
 
 def test_default_model_is_the_hub_repo(capsys, hub_cache, reference) -> None:

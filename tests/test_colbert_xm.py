@@ -678,11 +678,14 @@ def test_fast_path_is_only_for_what_it_reproduces(tiny_colbert_xm, fast_model, m
     assert calls == []
     fast_model.encode_document(["a text"], language="fr", pool=None, chunk_size=None, device="cpu")
     assert calls == [1]
-    default = ColBERTXM(tiny_colbert_xm, device="cpu")  # fast_inference=None: CUDA only
-    assert default.fast_inference is None
+    default = ColBERTXM(tiny_colbert_xm, device="cpu")  # the fast path is the default on every device
+    assert default.fast_inference is True
     default.encode_document(["a text"], language="fr")
-    assert calls == [1]
-    assert default._takes_fast_path({"device": "cuda"}) and not default._takes_fast_path({})
+    assert calls == [1, 1]
+    assert default._takes_fast_path({"device": "cuda"}) and default._takes_fast_path({})
+    stock = ColBERTXM(tiny_colbert_xm, device="cpu", fast_inference=False)
+    stock.encode_document(["a text"], language="fr")
+    assert calls == [1, 1] and not stock._takes_fast_path({"device": "cuda"})
 
 
 def test_fast_path_with_a_prompt_prepends_like_stock(fast_model, stock_model):

@@ -147,8 +147,10 @@ def test_language_list_interleaving_three_languages(model: MonoXM, reference: Re
         np.testing.assert_allclose(model.predict(pairs, language=languages, batch_size=batch_size), expected, atol=ATOL)
 
 
-def test_mixed_languages_are_batched_by_adapter(model: MonoXM) -> None:
-    """Batches are cut after grouping pairs by adapter: one run per language over the whole call."""
+def test_mixed_languages_are_batched_by_adapter(tiny_mono_xm: Path) -> None:
+    """Stock batching (``fast_inference=False``) cuts batches after grouping pairs by adapter: one
+    run per language over the whole call."""
+    model = MonoXM(str(tiny_mono_xm), device="cpu", fast_inference=False)
     seen: list[list[int]] = []
     original = model.preprocess
 

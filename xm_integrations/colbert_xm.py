@@ -458,15 +458,15 @@ class ColBERTXM(XmodLanguageMixin, MultiVectorEncoder):
 
     Speed: every XMOD layer runs only the adapters present in a batch (transformers runs all 81,
     masked, in every layer; the numbers are the same, and an out-of-range adapter id is an error).
-    On CUDA, document encoding (:meth:`encode_document`, or :meth:`encode` without ``task="query"``)
-    also takes the fast path of :mod:`xm_integrations.fast_inference` (``fast_inference=None``, the
-    default) when called with only ``batch_size``, ``show_progress_bar``, ``convert_to_numpy`` and
+    Document encoding (:meth:`encode_document`, or :meth:`encode` without ``task="query"``) also
+    takes the fast path of :mod:`xm_integrations.fast_inference` (``fast_inference=True``, the
+    default, on every device) when called with only ``batch_size``, ``show_progress_bar``, ``convert_to_numpy`` and
     ``device`` (and the document marker prompt): documents tokenized once, batches cut by a budget
     of padded tokens (``batch_size`` is not used there) over documents sorted by length, each
-    batch's rows grouped by language. Float32 weights run under fp16 autocast there, as colbert-ai
-    itself encodes on a GPU (its ``Checkpoint`` wraps ``doc()`` in ``torch.cuda.amp.autocast``):
-    vectors within about 1e-3 of the float32 ones, returned in the model's dtype;
-    ``fast_inference=True`` on CPU, or a half-precision model, runs in the model's dtype without
+    batch's rows grouped by language. On CUDA, float32 weights run under fp16 autocast there, as
+    colbert-ai itself encodes on a GPU (its ``Checkpoint`` wraps ``doc()`` in
+    ``torch.cuda.amp.autocast``): vectors within about 1e-3 of the float32 ones, returned in the
+    model's dtype; on CPU, or with a half-precision model, it runs in the model's dtype without
     autocast. Each returned tensor is then a view into one packed tensor per batch. Queries, pools
     and any other argument take the stock path.
 
@@ -485,7 +485,7 @@ class ColBERTXM(XmodLanguageMixin, MultiVectorEncoder):
     """
 
     def __init__(self, model_name_or_path: str | os.PathLike | None = None, *, language: str | None = None,
-                 fast_inference: bool | None = None, **kwargs: Any) -> None:
+                 fast_inference: bool = True, **kwargs: Any) -> None:
         """Load a checkpoint, validating its files first so that a broken one fails naming the file.
 
         Args:
@@ -494,10 +494,10 @@ class ColBERTXM(XmodLanguageMixin, MultiVectorEncoder):
                 XMOD model with fixed query expansion).
             language: The default adapter, in any form :func:`~xm_integrations.resolve_language`
                 accepts; the checkpoint's ``default_language`` when omitted.
-            fast_inference: ``None`` (default): document encoding takes the fast path where it runs
-                on CUDA (fp16 autocast, as colbert-ai on a GPU) and the stock batching on CPU;
-                ``True``: the fast path everywhere (float32 on CPU); ``False``: stock batching
-                everywhere, in the model's dtype (the adapters still run only where present).
+            fast_inference: ``True`` (default): document encoding takes the fast path where the
+                call's arguments allow it (fp16 autocast on CUDA, as colbert-ai on a GPU; float32
+                on CPU); ``False``: stock batching, in the model's dtype (the adapters still run
+                only where present).
             **kwargs: Every keyword argument of ``MultiVectorEncoder`` (``device``, ``revision``,
                 ``cache_folder``, ``model_kwargs``, ...).
         """
@@ -651,7 +651,7 @@ class ColBERTXM(XmodLanguageMixin, MultiVectorEncoder):
             return False
         if getattr(self, "_placement_is_delegated", False) or self._fast_document_head_parts() is None:
             return False
-        return fast_path_enabled(self.fast_inference, kwargs.get("device"), self.device)
+        return fast_path_enabled(self.fast_inference, kwargs.get("device"))
 
     def _fast_prompt_is_marker(self, prompt: str | None, prompt_name: str | None) -> bool:
         """Whether the prompt that stock ``encode`` would resolve leaves the text unchanged in :meth:`preprocess`."""
@@ -727,7 +727,7 @@ class ColBERTXM(XmodLanguageMixin, MultiVectorEncoder):
         vectors = encode_texts(
             xmod, tokenizer, [str(text) for text in texts], lang_ids, head=head, split=head.split,
             tokenize_fn=tokenize, autocast_dtype=default_autocast_dtype(self.device, xmod.dtype),
-            show_progress_bar=show_progress_bar,
+            show_progress_bar=show_progress_bar, progress_desc="Encoding documents",  # stock's label
         )
         if convert_to_numpy:
             return [vector.float().numpy() if vector.dtype == torch.bfloat16 else vector.numpy() for vector in vectors]

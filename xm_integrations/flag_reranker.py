@@ -60,9 +60,9 @@ class XMFlagReranker(XmodLanguageMixin, FlagReranker):
     special tokens to ``max_length`` by cutting the passage only. ``max_length`` (512 by default)
     is capped at the 512 positions an XMOD model can embed.
 
-    Speed: every XMOD layer runs only the adapters present in a batch. On CUDA, scoring also
-    takes the fast path of :mod:`xm_integrations.fast_inference` (``fast_inference=None``, the
-    default): pairs tokenized once in a background thread, batches cut by a budget of padded
+    Speed: every XMOD layer runs only the adapters present in a batch. Scoring also takes the
+    fast path of :mod:`xm_integrations.fast_inference` (``fast_inference=True``, the default, on
+    every device): pairs tokenized once in a background thread, batches cut by a budget of padded
     tokens over pairs sorted by length (rows grouped by language), pinned asynchronous copies. Stock
     tokenizes pair by pair in Python and pads per batch of ``batch_size``, which bounds it well
     below what the GPU can score. The fast path keeps the same token ids and the model's own
@@ -78,7 +78,7 @@ class XMFlagReranker(XmodLanguageMixin, FlagReranker):
         model_name_or_path: str,
         *args: Any,
         language: str | None = None,
-        fast_inference: bool | None = None,
+        fast_inference: bool = True,
         **kwargs: Any,
     ) -> None:
         """Load a checkpoint as ``FlagReranker`` does.
@@ -88,10 +88,9 @@ class XMFlagReranker(XmodLanguageMixin, FlagReranker):
             *args: Stock positional arguments (``use_fp16``, ...).
             language: The default adapter, in any form :func:`~xm_integrations.resolve_language`
                 accepts; the checkpoint's ``default_language`` when omitted.
-            fast_inference: ``None`` (default): scoring takes the fast path where it runs on CUDA
-                and the stock batching on CPU (where the fast path measured no faster); ``True``:
-                the fast path everywhere; ``False``: stock batching everywhere (the adapters still
-                run only where present). Pool workers decide on their own device.
+            fast_inference: ``True`` (default): scoring takes the fast path, on every device
+                (pool workers too), unless the call passes tokenizer options; ``False``: stock
+                batching (the adapters still run only where present).
             **kwargs: Every keyword argument of ``FlagReranker`` (``devices``, ``batch_size``,
                 ``max_length``, ``normalize``, ``query_max_length``, ...).
 
@@ -219,7 +218,7 @@ class XMFlagReranker(XmodLanguageMixin, FlagReranker):
         self.model.eval()
 
         lang_ids = [pair.lang_id for pair in pairs]
-        if not kwargs and fast_path_enabled(self.fast_inference, device, self.model.device):
+        if not kwargs and fast_path_enabled(self.fast_inference, device):
 
             def tokenize_fn(queries: list[str], passages: list[str]) -> list[list[int]]:
                 return self._encode_pairs(queries, passages, query_max_length, max_length)

@@ -73,11 +73,11 @@ class MonoXM(XmodLanguageMixin, CrossEncoder):
 
     Speed: every XMOD layer runs only the adapters present in a batch (transformers runs all 81,
     masked, in every layer; the numbers are the same, and an out-of-range adapter id is an error).
-    On CUDA, :meth:`predict` also takes the fast path of :mod:`xm_integrations.fast_inference`
-    (``fast_inference=None``, the default): pairs tokenized once, batches cut by a budget of
-    padded tokens (``batch_size`` is not used there) over pairs sorted by length, each batch's
-    rows grouped by language, and the matrix products in float16 under autocast with float32
-    weights, accumulation and scores. A model loaded in half precision
+    :meth:`predict` also takes the fast path of :mod:`xm_integrations.fast_inference`
+    (``fast_inference=True``, the default, on every device): pairs tokenized once, batches cut by
+    a budget of padded tokens (``batch_size`` is not used there) over pairs sorted by length, each
+    batch's rows grouped by language; on CUDA the matrix products run in float16 under autocast
+    with float32 weights, accumulation and scores (on CPU in float32). A model loaded in half precision
     (``model_kwargs={"dtype": torch.float16}``) runs in it without autocast, with the score error
     of ``FlagReranker(use_fp16=True)``.
     ``docs/benchmarks.md`` has the speed and the score error against float32.
@@ -99,7 +99,7 @@ class MonoXM(XmodLanguageMixin, CrossEncoder):
         model_name_or_path: str | None = None,
         *,
         language: str | None = None,
-        fast_inference: bool | None = None,
+        fast_inference: bool = True,
         **kwargs: Any,
     ) -> None:
         """Load a checkpoint as ``CrossEncoder`` does.
@@ -108,10 +108,9 @@ class MonoXM(XmodLanguageMixin, CrossEncoder):
             model_name_or_path: A Hub repo id or a local folder, as for ``CrossEncoder``.
             language: The default adapter, in any form :func:`~xm_integrations.resolve_language`
                 accepts; the checkpoint's ``default_language`` when omitted.
-            fast_inference: ``None`` (default): :meth:`predict` takes the fast path where it runs
-                on CUDA and the stock batching on CPU (where the fast path measured no faster);
-                ``True``: the fast path everywhere (float32 on CPU); ``False``: stock batching
-                everywhere (the adapters still run only where present).
+            fast_inference: ``True`` (default): :meth:`predict` takes the fast path where the
+                call's arguments allow it (fp16 autocast on CUDA, float32 on CPU); ``False``:
+                stock batching (the adapters still run only where present).
             **kwargs: Every keyword argument of ``CrossEncoder`` (``device``, ``max_length``,
                 ``model_kwargs``, ``config_kwargs``, ...).
 
@@ -181,7 +180,7 @@ class MonoXM(XmodLanguageMixin, CrossEncoder):
         """
         if set(kwargs) - _FAST_PATH_ARGUMENTS or len(self) != 1:
             return False
-        return fast_path_enabled(self.fast_inference, kwargs.get("device"), self.device)
+        return fast_path_enabled(self.fast_inference, kwargs.get("device"))
 
     @torch.inference_mode()
     def _predict_fast(
