@@ -529,10 +529,10 @@ def _fused_maxsim(q_side: _Side, d_side: _Side, device: torch.device, reduce: Re
 
     Nothing here waits for the GPU when the queries are a padded CUDA tensor: the document mask goes
     to the kernel as given (each document's last real position, and whether its real rows are a
-    prefix, are computed on the device), the kernel writes the result in place and scores empty documents and queries 0 (queries
-    are zero-padded, and a zero token adds exactly 0 to every score), so neither the CPU lengths nor
-    an emptiness check is needed; ``reduce="mean"`` divides by token counts summed on the device
-    (at least 1, so an empty query stays 0).
+    prefix, are computed on the device), the kernel writes the result in place and scores empty
+    documents and queries 0 (queries are zero-padded, and a zero token adds exactly 0 to every
+    score), so neither the CPU lengths nor an emptiness check is needed; ``reduce="mean"`` divides
+    by token counts summed on the device (at least 1, so an empty query stays 0).
     """
     half = (torch.float16, torch.bfloat16)
     dim = d_side.dim
