@@ -280,13 +280,13 @@ class XMFlagReranker(XmodLanguageMixin, FlagReranker):
         pair; under transformers 5 that decodes both id lists and tokenizes the texts again as a
         pair, cut ``only_second`` to ``max_length``. Here the same steps run over the whole list:
         one tokenizer call for all the pairs (in the tokenizer's Rust threads) gives the same ids
-        as one call per pair, which bounded the stock path. One detail is kept on purpose: the
+        as one call per pair, which bounded the stock path; each distinct text is cut once (a
+        query is shared by all its passages) and decoded in one Rust call. One detail is kept on purpose: the
         per-pair call goes through ``tokenizer(query, passage)``, which ignores an empty
         ``passage``, so a passage that decodes to ``""`` gives ``<s> query </s>``, not an empty
         second segment.
         """
         tokenizer = self.tokenizer
-
         backend = getattr(tokenizer, "backend_tokenizer", None)
 
         def cut(texts: list[str], limit: int) -> list[str]:
