@@ -269,7 +269,9 @@ def test_tokenize_gives_the_tokenizers_ids(tokenizer, max_length):
     kwargs = {"padding": False, "return_attention_mask": False, "return_token_type_ids": False}
     if max_length is not None:
         kwargs.update(truncation=True, max_length=max_length)
-    assert fi.tokenize(tokenizer, first, second, max_length=max_length) == tokenizer(first, second, **kwargs)["input_ids"]
+    configured = (tokenizer.backend_tokenizer.truncation, tokenizer.backend_tokenizer.padding)
+    ours = fi.tokenize(tokenizer, first, second, max_length=max_length)
+    # The caller's tokenizer is left as it was configured (the shortcut truncates on a private copy).
+    assert (tokenizer.backend_tokenizer.truncation, tokenizer.backend_tokenizer.padding) == configured
+    assert ours == tokenizer(first, second, **kwargs)["input_ids"]
     assert fi.tokenize(tokenizer, first, max_length=max_length) == tokenizer(first, **kwargs)["input_ids"]
-    # The caller's tokenizer is left as it was configured.
-    assert fi.tokenize(tokenizer, first, second, max_length=max_length) == tokenizer(first, second, **kwargs)["input_ids"]

@@ -1,9 +1,9 @@
 """The fast paths that the model classes take by default, against plain transformers with explicit ``lang_ids``.
 
-``MonoXM`` takes :func:`xm_integrations.fast_inference.score_pairs` on CUDA; ``fast_inference=True``
-forces it on CPU, in float32, where it must give plain transformers' scores (the reference model is
-loaded fresh, with transformers' own adapter dispatch). The arguments that the fast path cannot
-honour must fall back to the stock path.
+``MonoXM`` takes :func:`xm_integrations.fast_inference.score_pairs` by default on every device; on
+CPU it runs in float32, where it must give plain transformers' scores (the reference model is loaded
+fresh, with transformers' own adapter dispatch). The arguments that the fast path cannot honour
+must fall back to the stock path.
 """
 
 from __future__ import annotations

@@ -460,8 +460,8 @@ class ColBERTXM(XmodLanguageMixin, MultiVectorEncoder):
     masked, in every layer; the numbers are the same, and an out-of-range adapter id is an error).
     Document encoding (:meth:`encode_document`, or :meth:`encode` without ``task="query"``) also
     takes the fast path of :mod:`xm_integrations.fast_inference` (``fast_inference=True``, the
-    default, on every device) when called with only ``batch_size``, ``show_progress_bar``, ``convert_to_numpy`` and
-    ``device`` (and the document marker prompt): documents tokenized once, batches cut by a budget
+    default, on every device) when called with only ``batch_size``, ``show_progress_bar``,
+    ``convert_to_numpy`` and ``device`` (and the document marker prompt): documents tokenized once, batches cut by a budget
     of padded tokens (``batch_size`` is not used there) over documents sorted by length, each
     batch's rows grouped by language. On CUDA, float32 weights run under fp16 autocast there, as
     colbert-ai itself encodes on a GPU (its ``Checkpoint`` wraps ``doc()`` in

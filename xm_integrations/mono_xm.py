@@ -77,9 +77,9 @@ class MonoXM(XmodLanguageMixin, CrossEncoder):
     (``fast_inference=True``, the default, on every device): pairs tokenized once, batches cut by
     a budget of padded tokens (``batch_size`` is not used there) over pairs sorted by length, each
     batch's rows grouped by language; on CUDA the matrix products run in float16 under autocast
-    with float32 weights, accumulation and scores (on CPU in float32). A model loaded in half precision
-    (``model_kwargs={"dtype": torch.float16}``) runs in it without autocast, with the score error
-    of ``FlagReranker(use_fp16=True)``.
+    with float32 weights, accumulation and scores (on CPU in float32). A model loaded in half
+    precision (``model_kwargs={"dtype": torch.float16}``) runs in it without autocast, with the
+    score error of ``FlagReranker(use_fp16=True)``.
     ``docs/benchmarks.md`` has the speed and the score error against float32.
 
     Truncation: a pair longer than :attr:`max_seq_length` tokens (special tokens included) is cut
