@@ -240,9 +240,10 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
         batches, count = state
         dev = torch.device(device)
         out = torch.empty(count, dtype=torch.float32, device=dev)
-        for indices, input_ids, attention_mask, batch_langs in batches:
-            logits = model(input_ids=input_ids.to(dev, non_blocking=True),
-                        attention_mask=attention_mask.to(dev, non_blocking=True), lang_ids=batch_langs).logits
+        for indices, input_ids, attention_mask, batch_langs, padded in batches:
+            mask = fi._model_attention_mask(hf, attention_mask.to(dev, non_blocking=True), padded)
+            logits = model(input_ids=input_ids.to(dev, non_blocking=True), attention_mask=mask,
+                           lang_ids=batch_langs).logits
             out[torch.from_numpy(indices).to(dev)] = logits[:, 0].float()
         return out.cpu().numpy()
 

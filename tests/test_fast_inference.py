@@ -147,8 +147,10 @@ def test_run_pipelined_keeps_order():
 # -- end to end -----------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
 @pytest.mark.parametrize("group", [True, False])
-def test_score_pairs_matches_stock_per_pair(classifier, tokenizer, group):
+def test_score_pairs_matches_stock_per_pair(classifier, tokenizer, group, attention):
+    classifier.set_attn_implementation(attention)  # the fast path builds SDPA's mask itself
     pairs = _pairs(40, seed=3)
     lang_ids = np.random.default_rng(4).integers(0, len(LANGS), size=len(pairs))
     reference = _stock_logits(classifier, tokenizer, pairs, lang_ids)
@@ -159,6 +161,28 @@ def test_score_pairs_matches_stock_per_pair(classifier, tokenizer, group):
     # top-10 order unchanged
     assert torch.equal(torch.argsort(scores[:, 0], descending=True)[:10],
                        torch.argsort(reference[:, 0], descending=True)[:10])
+
+
+def test_score_pairs_batch_without_padding(classifier, tokenizer):
+    """Pairs of exactly 16 tokens make one batch with no padding, which SDPA runs without a mask."""
+    pairs = [pair for pair in _pairs(3000, seed=8) if len(tokenizer(*pair)["input_ids"]) == 16][:6]
+    assert len(pairs) == 6
+    sequences = fi.tokenize(tokenizer, [q for q, _ in pairs], [p for _, p in pairs], max_length=128)
+    [(_, input_ids, attention_mask, _, padded)] = fi._prepare_batches(sequences, None, 1, 4096, None, True, False)
+    assert not padded and bool(attention_mask.all())
+    assert fi._model_attention_mask(classifier, attention_mask, padded) is None
+    reference = _stock_logits(classifier, tokenizer, pairs, [1] * 6)
+    scores = fi.score_pairs(classifier, tokenizer, pairs, [1] * 6, max_length=128)
+    torch.testing.assert_close(scores, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_model_attention_mask_forms(classifier):
+    """SDPA gets its broadcastable boolean form (no ``mask.all()`` sync in transformers); eager keeps 2D."""
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
+    sdpa = fi._model_attention_mask(classifier, mask, True)
+    assert sdpa.shape == (2, 1, 1, 4) and sdpa.dtype == torch.bool and torch.equal(sdpa[:, 0, 0], mask.bool())
+    classifier.set_attn_implementation("eager")
+    assert fi._model_attention_mask(classifier, mask, True) is mask
 
 
 def test_score_pairs_default_language_and_empty(classifier, tokenizer):
@@ -275,3 +299,13 @@ def test_tokenize_gives_the_tokenizers_ids(tokenizer, max_length):
     assert (tokenizer.backend_tokenizer.truncation, tokenizer.backend_tokenizer.padding) == configured
     assert ours == tokenizer(first, second, **kwargs)["input_ids"]
     assert fi.tokenize(tokenizer, first, max_length=max_length) == tokenizer(first, **kwargs)["input_ids"]
+
+
+def test_tokenize_large_batch_with_repeated_words(tokenizer):
+    """Thousands of pairs (the Rust threads split them) whose words repeat, so a word cache would be
+    hit: the private copy's Unigram cache is off, and the ids are still transformers' own, twice over."""
+    pairs = _pairs(3000, seed=5)
+    first, second = [q for q, _ in pairs], [p for _, p in pairs]
+    expected = tokenizer(first, second, truncation=True, max_length=24, padding=False)["input_ids"]
+    assert fi.tokenize(tokenizer, first, second, max_length=24) == expected
+    assert fi.tokenize(tokenizer, first, second, max_length=24) == expected

@@ -324,6 +324,11 @@ def _truncating_backend(tokenizer: Any, max_length: int | None) -> Any:
     truncation=True, max_length=max_length)`` does (``longest_first``, the tokenizer's side), or
     ``None`` for a tokenizer without one. Cached per tokenizer and length; never changed after it
     is made, so threads share it safely (transformers re-configures its own backend on each call).
+
+    A Unigram model's word cache (XLM-R's sentencepiece model) is switched off in the copy: it is
+    one lock-guarded map shared by all of the tokenizer's Rust threads, and on a 16-CPU H200 host
+    that lock was the bound, 11.9k pairs/s with it against 21.6k without (``docs/benchmarks.md``).
+    The cache only memoises words, so the ids are the same.
     """
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
@@ -340,6 +345,9 @@ def _truncating_backend(tokenizer: Any, max_length: int | None) -> Any:
             else:
                 private.enable_truncation(max_length, stride=0, strategy="longest_first",
                                           direction=getattr(tokenizer, "truncation_side", "right"))
+            resize_cache = getattr(private.model, "_resize_cache", None)  # tokenizers >= 0.21
+            if type(private.model).__name__ == "Unigram" and resize_cache is not None:
+                resize_cache(0)
             per_length[max_length] = private
         return per_length[max_length]
 
@@ -358,7 +366,9 @@ def tokenize(
     backend = _truncating_backend(tokenizer, max_length)
     if backend is not None:
         inputs = list(zip(first, second)) if second is not None else list(first)
-        return [encoding.ids for encoding in backend.encode_batch(inputs, add_special_tokens=True)]
+        # encode_batch_fast (tokenizers >= 0.21) skips the character offsets, which nothing here reads.
+        encode_batch = getattr(backend, "encode_batch_fast", backend.encode_batch)
+        return [encoding.ids for encoding in encode_batch(inputs, add_special_tokens=True)]
     kwargs: dict[str, Any] = {"padding": False, "return_attention_mask": False, "return_token_type_ids": False}
     if max_length is not None:
         kwargs.update(truncation=True, max_length=max_length)
@@ -432,6 +442,21 @@ def _model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
+def _model_attention_mask(model: torch.nn.Module, attention_mask: Tensor, padded: bool) -> Tensor | None:
+    """The attention mask to give the XMOD model for a batch; ``padded``: whether any row is padded (known on the host).
+
+    Under SDPA, transformers turns a 2D mask into SDPA's own form and first asks ``mask.all()`` to
+    skip it when nothing is padded: on a GPU that is a device synchronisation in every forward pass,
+    which kept the host from queuing the next batch while the GPU ran this one. SDPA's form is given
+    here directly: ``None`` without padding (what transformers chooses then), otherwise the
+    ``(batch, 1, 1, length)`` booleans that transformers would broadcast (``True``: attend). Other
+    attention implementations get the 2D mask as usual.
+    """
+    if getattr(model.config, "_attn_implementation", None) != "sdpa":
+        return attention_mask
+    return attention_mask[:, None, None, :].bool() if padded else None
+
+
 def _prepare_batches(
     sequences: list[list[int]],
     lang_ids: np.ndarray | None,
@@ -441,7 +466,7 @@ def _prepare_batches(
     group_languages: bool,
     pin: bool,
     balance: bool = True,
-) -> list[tuple[np.ndarray, Tensor, Tensor, Tensor | None]]:
+) -> list[tuple[np.ndarray, Tensor, Tensor, Tensor | None, bool]]:
     lengths = [len(sequence) for sequence in sequences]
     plan = plan_batches(
         lengths, lang_ids, max_tokens=max_tokens, max_batch_size=max_batch_size, group_languages=group_languages,
@@ -450,9 +475,10 @@ def _prepare_batches(
     prepared = []
     for indices in plan:
         input_ids, attention_mask = pad_batch([sequences[i] for i in indices], pad_id, pin=pin)
+        padded = any(lengths[i] < input_ids.shape[1] for i in indices)
         # lang_ids stay on the CPU: the fast adapters read them without a device synchronisation.
         batch_langs = None if lang_ids is None else torch.from_numpy(np.ascontiguousarray(lang_ids[indices]))
-        prepared.append((indices, input_ids, attention_mask, batch_langs))
+        prepared.append((indices, input_ids, attention_mask, batch_langs, padded))
     return prepared
 
 
@@ -463,7 +489,7 @@ def _run_model(
     make_sequences: Callable[[range], list[list[int]]],
     count: int,
     lang_ids: Sequence[int] | np.ndarray | None,
-    forward: Callable[[Tensor, Tensor, Tensor | None], Any],
+    forward: Callable[[Tensor, Tensor, Tensor | None, Tensor | None], Any],
     *,
     max_tokens: int | None,
     max_batch_size: int | None,
@@ -490,10 +516,11 @@ def _run_model(
     def compute(prepared):
         offset, batches = prepared
         outputs = []
-        for indices, input_ids, attention_mask, batch_langs in batches:
+        for indices, input_ids, attention_mask, batch_langs, padded in batches:
             input_ids = input_ids.to(device, non_blocking=True)
             attention_mask = attention_mask.to(device, non_blocking=True)
-            outputs.append((indices + offset, forward(input_ids, attention_mask, batch_langs)))
+            model_mask = _model_attention_mask(model, attention_mask, padded)
+            outputs.append((indices + offset, forward(input_ids, attention_mask, model_mask, batch_langs)))
         return outputs
 
     install_fast_adapters(model)
@@ -562,9 +589,9 @@ def score_pairs(
             return tokenize_fn(queries, passages)
         return tokenize(tokenizer, queries, passages, max_length=max_length)
 
-    def forward(input_ids: Tensor, attention_mask: Tensor, batch_langs: Tensor | None) -> Tensor:
-        logits = model(input_ids=input_ids, attention_mask=attention_mask, lang_ids=batch_langs).logits
-        return logits.float()
+    def forward(input_ids: Tensor, attention_mask: Tensor, model_mask: Tensor | None,
+                batch_langs: Tensor | None) -> Tensor:
+        return model(input_ids=input_ids, attention_mask=model_mask, lang_ids=batch_langs).logits.float()
 
     num_labels = getattr(model.config, "num_labels", 1)
     if not pairs:
@@ -633,8 +660,9 @@ def encode_texts(
             return tokenize_fn(chunk_texts)
         return tokenize(tokenizer, chunk_texts, max_length=max_length)
 
-    def forward(input_ids: Tensor, attention_mask: Tensor, batch_langs: Tensor | None) -> Any:
-        hidden = encoder(input_ids=input_ids, attention_mask=attention_mask, lang_ids=batch_langs).last_hidden_state
+    def forward(input_ids: Tensor, attention_mask: Tensor, model_mask: Tensor | None,
+                batch_langs: Tensor | None) -> Any:
+        hidden = encoder(input_ids=input_ids, attention_mask=model_mask, lang_ids=batch_langs).last_hidden_state
         return head(hidden, input_ids, attention_mask)
 
     with precision(device, autocast_dtype, autocast=autocast_dtype is not None):
