@@ -22,6 +22,7 @@ from sentence_transformers import CrossEncoder
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, XmodForSequenceClassification
 
 from xm_integrations import MissingLanguageError, MonoXM, UnknownLanguageError, resolve_language
+from xm_integrations.reranking import route_pairs
 from xm_integrations.routing import RoutedPair
 from xm_integrations.testing.corpus import SAMPLE_PASSAGES, SAMPLE_QUERIES
 from xm_integrations.xmod_language import install_language_resolution
@@ -351,6 +352,33 @@ def call_with_timeout(function: Callable[[], Any], seconds: float) -> Any:
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
+
+
+@pytest.mark.skipif(not hasattr(CrossEncoder, "_inference"), reason="before 6.2 pool workers call predict()")
+def test_pool_worker_scoring_step_takes_the_fast_path(model: MonoXM, reference: Reference,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """sentence-transformers 6.2's pool workers call ``_inference`` directly: it takes the fast path
+    for routed pairs (the same scores as stock), and stays stock when asked for stock batching."""
+    import xm_integrations.mono_xm as mono_module
+
+    calls = []
+    real = mono_module.score_pairs
+    monkeypatch.setattr(mono_module, "score_pairs", lambda *a, **k: calls.append(1) or real(*a, **k))
+    routed = route_pairs(model, PAIRS, "fr")
+    kwargs = dict(prompt=None, batch_size=4, show_progress_bar=False, apply_softmax=False, device="cpu")
+    # predict() resolves the activation before the workers see it: the model's sigmoid, or None for none.
+    fast = model._inference(routed, activation_fn=model.activation_fn, **kwargs)
+    assert calls == [1] and isinstance(fast, torch.Tensor) and fast.shape == (len(PAIRS),)
+    np.testing.assert_allclose(fast.numpy(), reference.scores(PAIRS, "fr_XX"), atol=ATOL)
+    fast_logits = model._inference(routed, activation_fn=None, **kwargs)
+    model.fast_inference = False
+    try:
+        stock_logits = model._inference(routed, activation_fn=None, **kwargs)
+    finally:
+        model.fast_inference = True
+    assert calls == [1, 1]
+    np.testing.assert_allclose(stock_logits.numpy(), fast_logits.numpy(), atol=ATOL)
+    np.testing.assert_allclose(torch.sigmoid(fast_logits).numpy(), fast.numpy(), atol=ATOL)
 
 
 @pytest.mark.slow

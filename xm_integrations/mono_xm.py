@@ -223,6 +223,24 @@ class MonoXM(XmodLanguageMixin, CrossEncoder):
             return scores.cpu().numpy() if len(scores) else np.array([])
         return list(scores)
 
+    def _inference(self, inputs: list[Any], *, prompt: str | None, batch_size: int, show_progress_bar: bool,
+                   activation_fn: Any, apply_softmax: bool | None, device: str | torch.device | None = None,
+                   **kwargs: Any) -> torch.Tensor:
+        """sentence-transformers >= 6.2's scoring step, through the fast path where :meth:`predict` would take it.
+
+        From 6.2 a pool worker calls ``_inference`` directly instead of :meth:`predict`, so
+        without this override every worker ran the stock batching. Routed pairs with no prompt
+        and no forward arguments take :meth:`_predict_fast`; anything else runs stock.
+        """
+        if (prompt is None and not kwargs and self._takes_fast_path({"device": device})
+                and all(isinstance(pair, RoutedPair) for pair in inputs)):
+            # predict() has resolved the activation already: None here means none, not the model's.
+            return self._predict_fast(inputs, batch_size=batch_size, show_progress_bar=show_progress_bar,
+                                      activation_fn=activation_fn or torch.nn.Identity(), apply_softmax=apply_softmax,
+                                      convert_to_tensor=True, device=device)
+        return super()._inference(inputs, prompt=prompt, batch_size=batch_size, show_progress_bar=show_progress_bar,
+                                  activation_fn=activation_fn, apply_softmax=apply_softmax, device=device, **kwargs)
+
     def rank(
         self, query: str, documents: Sequence[str], *args: Any, language: LanguageArg = None, **kwargs: Any
     ) -> list[dict[str, Any]]:
