@@ -18,6 +18,8 @@ Variants (rows):
   it), default arguments: the fast path runs in that dtype, without autocast.
 * ``MonoXM bf16 stock batching``: ``fast_inference=False`` with bf16 weights (with and without
   :func:`xm_integrations.fast_inference.install_fast_adapters`).
+* ``model only <dtype> <budget> (pre-tokenized)``: the forward passes alone, batches prepared
+  untimed (``autocast-float16``: float32 weights under fp16 autocast, the default's arithmetic).
 * ``fast <dtype> <budget>``: :func:`xm_integrations.fast_inference.score_pairs` -- tokenized once,
   token-budget batches, language grouping, pinned async copies, background tokenization.
 * ``FlagReranker fp16 +fast adapters``, ``XMFlagReranker fp16 (default)``: the FlagEmbedding side.
@@ -259,6 +261,14 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
     if gpu_variants:
         for dtype in (torch.float16, torch.bfloat16):
             runner.measure(f"fast autocast-{str(dtype)[6:]} 32k", fast("ac", autocast_dtype=dtype, max_tokens=32768))
+
+        def model_only_autocast(state):
+            with fi.precision(device, torch.float16, autocast=True):
+                return model_only(state)
+
+        # What the default's own arithmetic allows: float32 weights under fp16 autocast, pre-tokenized.
+        runner.measure("model only autocast-float16 32k (pre-tokenized)", model_only_autocast,
+                       prepare=model_prepare(32768))
     for dtype in fast_dtypes:
         label = str(dtype)[6:]
         _set_weights(hf, state, dtype)
