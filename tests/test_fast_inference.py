@@ -301,6 +301,28 @@ def test_tokenize_gives_the_tokenizers_ids(tokenizer, max_length):
     assert fi.tokenize(tokenizer, first, max_length=max_length) == tokenizer(first, **kwargs)["input_ids"]
 
 
+@pytest.mark.parametrize("max_length", [None, 9, 24])
+def test_tokenize_without_special_tokens_and_only_second(tokenizer, max_length):
+    """The other settings XMFlagReranker uses: single texts without special tokens, and pairs cut
+    ``only_second`` (queries short enough to fit, as FlagEmbedding's are after their own cut)."""
+    texts = ["hello world", "", "x " * 40, "é ü 中文 😀", "Grüner Tee enthält Koffein."]
+    kwargs = {"padding": False, "return_attention_mask": False, "return_token_type_ids": False}
+    if max_length is not None:
+        kwargs.update(truncation=True, max_length=max_length)
+    assert (fi.tokenize(tokenizer, texts, max_length=max_length, add_special_tokens=False)
+            == tokenizer(texts, add_special_tokens=False, **kwargs)["input_ids"])
+    first, second = ["a b", "tea", "", "x"], ["c " * 30, "coffee tea", "z", "y y y"]
+    if max_length is not None:
+        kwargs.update(truncation="only_second")
+    assert (fi.tokenize(tokenizer, first, second, max_length=max_length, truncation="only_second")
+            == tokenizer(first, second, **kwargs)["input_ids"])
+    # A first text that leaves the second nothing: the same Rust error as transformers' call.
+    with pytest.raises(Exception, match="Sequence to truncate too short"):
+        tokenizer(["a b c d e"], ["c d"], truncation="only_second", max_length=6)
+    with pytest.raises(Exception, match="Sequence to truncate too short"):
+        fi.tokenize(tokenizer, ["a b c d e"], ["c d"], max_length=6, truncation="only_second")
+
+
 def test_tokenize_large_batch_with_repeated_words(tokenizer):
     """Thousands of pairs (the Rust threads split them) whose words repeat, so a word cache would be
     hit: the private copy's Unigram cache is off, and the ids are still transformers' own, twice over."""

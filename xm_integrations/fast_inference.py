@@ -319,11 +319,11 @@ _BACKENDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _BACKENDS_LOCK = threading.Lock()
 
 
-def _truncating_backend(tokenizer: Any, max_length: int | None) -> Any:
+def _truncating_backend(tokenizer: Any, max_length: int | None, strategy: str = "longest_first") -> Any:
     """A private copy of a fast tokenizer's Rust backend, set to truncate as ``tokenizer(...,
-    truncation=True, max_length=max_length)`` does (``longest_first``, the tokenizer's side), or
-    ``None`` for a tokenizer without one. Cached per tokenizer and length; never changed after it
-    is made, so threads share it safely (transformers re-configures its own backend on each call).
+    truncation=strategy, max_length=max_length)`` does (on the tokenizer's side), or ``None`` for a
+    tokenizer without one. Cached per tokenizer, length and strategy; never changed after it is
+    made, so threads share it safely (transformers re-configures its own backend on each call).
 
     A Unigram model's word cache (XLM-R's sentencepiece model) is switched off in the copy: it is
     one lock-guarded map shared by all of the tokenizer's Rust threads, and on a 16-CPU H200 host
@@ -333,9 +333,10 @@ def _truncating_backend(tokenizer: Any, max_length: int | None) -> Any:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
         return None
+    key = (max_length, strategy)
     with _BACKENDS_LOCK:
-        per_length = _BACKENDS.setdefault(tokenizer, {})
-        if max_length not in per_length:
+        per_setting = _BACKENDS.setdefault(tokenizer, {})
+        if key not in per_setting:
             from tokenizers import Tokenizer
 
             private = Tokenizer.from_str(backend.to_str())
@@ -343,35 +344,43 @@ def _truncating_backend(tokenizer: Any, max_length: int | None) -> Any:
             if max_length is None:
                 private.no_truncation()
             else:
-                private.enable_truncation(max_length, stride=0, strategy="longest_first",
+                private.enable_truncation(max_length, stride=0, strategy=strategy,
                                           direction=getattr(tokenizer, "truncation_side", "right"))
             resize_cache = getattr(private.model, "_resize_cache", None)  # tokenizers >= 0.21
             if type(private.model).__name__ == "Unigram" and resize_cache is not None:
                 resize_cache(0)
-            per_length[max_length] = private
-        return per_length[max_length]
+            per_setting[key] = private
+        return per_setting[key]
 
 
 def tokenize(
-    tokenizer: Any, first: Sequence[str], second: Sequence[str] | None = None, *, max_length: int | None
+    tokenizer: Any,
+    first: Sequence[str],
+    second: Sequence[str] | None = None,
+    *,
+    max_length: int | None,
+    truncation: str = "longest_first",
+    add_special_tokens: bool = True,
 ) -> list[list[int]]:
-    """Token ids without padding, with the tokenizer's special tokens, truncated (longest first) to ``max_length``.
+    """Token ids without padding, truncated with ``truncation`` (transformers' strategy name) to ``max_length``.
 
-    The same ids as ``tokenizer(first, second, truncation=True, max_length=max_length)["input_ids"]``
-    (``tests/test_fast_inference.py`` checks it), from the Rust backend directly: transformers'
-    Python post-processing of each encoding holds the GIL for tens of microseconds per input, which
-    the H200 runs measured as the bound of the pipeline (the background tokenizer thread starved the
-    thread that launches the GPU work). A tokenizer without a Rust backend is called as usual.
+    The same ids as ``tokenizer(first, second, truncation=truncation, max_length=max_length,
+    add_special_tokens=add_special_tokens)["input_ids"]`` (``tests/test_fast_inference.py`` checks
+    it), from the Rust backend directly: transformers' Python post-processing of each encoding
+    holds the GIL for tens of microseconds per input, which the H200 runs measured as the bound of
+    the pipeline (the background tokenizer thread starved the thread that launches the GPU work).
+    A tokenizer without a Rust backend is called as usual.
     """
-    backend = _truncating_backend(tokenizer, max_length)
+    backend = _truncating_backend(tokenizer, max_length, truncation)
     if backend is not None:
         inputs = list(zip(first, second)) if second is not None else list(first)
         # encode_batch_fast (tokenizers >= 0.21) skips the character offsets, which nothing here reads.
         encode_batch = getattr(backend, "encode_batch_fast", backend.encode_batch)
-        return [encoding.ids for encoding in encode_batch(inputs, add_special_tokens=True)]
-    kwargs: dict[str, Any] = {"padding": False, "return_attention_mask": False, "return_token_type_ids": False}
+        return [encoding.ids for encoding in encode_batch(inputs, add_special_tokens=add_special_tokens)]
+    kwargs: dict[str, Any] = {"padding": False, "return_attention_mask": False, "return_token_type_ids": False,
+                              "add_special_tokens": add_special_tokens}
     if max_length is not None:
-        kwargs.update(truncation=True, max_length=max_length)
+        kwargs.update(truncation=truncation, max_length=max_length)
     encoded = tokenizer(list(first), list(second), **kwargs) if second is not None else tokenizer(list(first), **kwargs)
     return encoded["input_ids"]
 

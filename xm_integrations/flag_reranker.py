@@ -24,7 +24,7 @@ except ImportError as exc:  # the optional extra
 from tqdm import tqdm, trange
 from transformers import XmodPreTrainedModel
 
-from xm_integrations.fast_inference import fast_path_enabled, install_fast_adapters, score_pairs
+from xm_integrations.fast_inference import fast_path_enabled, install_fast_adapters, score_pairs, tokenize
 from xm_integrations.flag_registration import install as install_flag_registration
 from xm_integrations.reranking import check_workers_alive, language_major_order, max_input_tokens, route_pairs
 from xm_integrations.routing import LanguageArg, RoutedPair
@@ -281,7 +281,10 @@ class XMFlagReranker(XmodLanguageMixin, FlagReranker):
         pair, cut ``only_second`` to ``max_length``. Here the same steps run over the whole list:
         one tokenizer call for all the pairs (in the tokenizer's Rust threads) gives the same ids
         as one call per pair, which bounded the stock path; each distinct text is cut once (a
-        query is shared by all its passages) and decoded in one Rust call. One detail is kept on purpose: the
+        query is shared by all its passages) and decoded in one Rust call; the tokenizer calls go
+        through :func:`~xm_integrations.fast_inference.tokenize` (the Rust backend without
+        transformers' per-encoding Python work or the shared word-cache lock), except a cut with
+        caller's tokenizer options, which stays transformers' call. One detail is kept on purpose: the
         per-pair call goes through ``tokenizer(query, passage)``, which ignores an empty
         ``passage``, so a passage that decodes to ``""`` gives ``<s> query </s>``, not an empty
         second segment.
@@ -291,8 +294,11 @@ class XMFlagReranker(XmodLanguageMixin, FlagReranker):
 
         def cut(texts: list[str], limit: int) -> list[str]:
             unique = list(dict.fromkeys(texts))  # a query is shared by all its passages: cut it once
-            ids = tokenizer(unique, return_tensors=None, add_special_tokens=False, max_length=limit, truncation=True,
-                            **tokenizer_kwargs)["input_ids"]
+            if tokenizer_kwargs:
+                ids = tokenizer(unique, return_tensors=None, add_special_tokens=False, max_length=limit,
+                                truncation=True, **tokenizer_kwargs)["input_ids"]
+            else:
+                ids = tokenize(tokenizer, unique, max_length=limit, add_special_tokens=False)
             if backend is not None:  # what tokenizer.decode runs (no clean-up), as one call in Rust threads
                 decoded = backend.decode_batch(ids, skip_special_tokens=False)
             else:
@@ -306,8 +312,8 @@ class XMFlagReranker(XmodLanguageMixin, FlagReranker):
         encoded: list[list[int]] = [[] for _ in queries]
         for positions, seconds in ((paired, [passages[i] for i in paired]), (alone, None)):
             if positions:
-                ids = tokenizer([queries[i] for i in positions], seconds, truncation="only_second",
-                                max_length=max_length, padding=False)["input_ids"]
+                ids = tokenize(tokenizer, [queries[i] for i in positions], seconds, max_length=max_length,
+                               truncation="only_second")
                 for position, item in zip(positions, ids):
                     encoded[position] = item
         return encoded
