@@ -20,6 +20,7 @@ CPU processes, which checks the code path, not the scaling.
 
     python scripts/bench_pools.py                  # every visible GPU
     python scripts/bench_pools.py --small          # CPU, two processes, tiny model
+    python scripts/bench_pools.py --trace          # also: when each worker's chunks start and end
 """
 
 from __future__ import annotations
@@ -44,7 +45,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_common as bc  # noqa: E402
 
+from xm_integrations.mono_xm import MonoXM  # noqa: E402
+
 BENCH = "pools"
+#: One clock for the parent and its spawned workers (they inherit the environment), for --trace.
+TRACE_T0 = float(os.environ.setdefault("XM_BENCH_TRACE_T0", str(time.time())))
+
+
+class TracedMonoXM(MonoXM):
+    """``MonoXM`` whose fast-path calls print when they start and end in a pool worker (``--trace``).
+
+    Pools scale 1.2x on two H200s while two independent processes scale 1.95x: this shows where a
+    pooled call's time goes, chunk by chunk. Both worker entry points (``predict`` up to
+    sentence-transformers 6.1, ``_inference`` from 6.2) end in ``_predict_fast``. Defined at module
+    level so that spawned workers unpickle it.
+    """
+
+    def _predict_fast(self, pairs, **kwargs):
+        start = time.time()
+        scores = super()._predict_fast(pairs, **kwargs)
+        if os.environ.get("XM_BENCH_TRACE_PARENT") != str(os.getpid()):
+            print(f"# trace worker {os.getpid()} on {kwargs.get('device')}: {len(pairs)} pairs "
+                  f"{start - TRACE_T0:8.3f} -> {time.time() - TRACE_T0:8.3f} s", file=sys.stderr, flush=True)
+        return scores
 
 
 def _devices(args: argparse.Namespace, device: str) -> list[str]:
@@ -68,7 +91,6 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
     logging.getLogger("sentence_transformers").setLevel(logging.ERROR)
     logging.getLogger("transformers").setLevel(logging.ERROR)
     from xm_integrations.flag_reranker import XMFlagReranker
-    from xm_integrations.mono_xm import MonoXM
 
     devices = _devices(args, device)
     path = bc.build_mono_xm_checkpoint(bc.work_dir(args) / f"mono_xm_h{spec.hidden_size}_l{spec.num_hidden_layers}", spec)
@@ -83,7 +105,9 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
                 ms_per_1k=1e6 * seconds / n_pairs, note=note, **extra)
 
     # --- MonoXM -----------------------------------------------------------------------------------
-    mono = MonoXM(str(path), device=first)
+    if args.trace:
+        os.environ["XM_BENCH_TRACE_PARENT"] = str(os.getpid())
+    mono = (TracedMonoXM if args.trace else MonoXM)(str(path), device=first)
     single = bc.time_call(lambda: mono.predict(pairs, language=langs, show_progress_bar=False), first,
                           repeats=args.repeats)
     row("MonoXM 1 device", single.seconds, peak_mem_gib=single.peak_mem_gib)
@@ -92,7 +116,12 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
         try:
 
             def pooled() -> np.ndarray:
-                return mono.predict(pairs, language=langs, pool=pool, show_progress_bar=False)
+                start = time.time()
+                scores = mono.predict(pairs, language=langs, pool=pool, show_progress_bar=False)
+                if args.trace:
+                    print(f"# trace pooled call: {start - TRACE_T0:8.3f} -> {time.time() - TRACE_T0:8.3f} s",
+                          file=sys.stderr, flush=True)
+                return scores
 
             timing = bc.time_call(pooled, first, repeats=args.repeats)
             diff = float(np.abs(np.asarray(timing.result) - np.asarray(single.result)).max())
@@ -133,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = bc.base_parser(__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=None, help="pairs per call (default 20,000; 64 with --small)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--trace", action="store_true",
+                        help="print when each pool worker's chunk starts and ends (stderr), and each pooled call")
     return parser
 
 

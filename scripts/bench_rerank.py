@@ -22,7 +22,10 @@ Variants (rows):
   untimed (``autocast-float16``: float32 weights under fp16 autocast, the default's arithmetic).
 * ``fast <dtype> <budget>``: :func:`xm_integrations.fast_inference.score_pairs` -- tokenized once,
   token-budget batches, language grouping, pinned async copies, background tokenization.
-* ``FlagReranker fp16 +fast adapters``, ``XMFlagReranker fp16 (default)``: the FlagEmbedding side.
+* ``FlagReranker fp16 +fast adapters``, ``XMFlagReranker fp16 (default)``: the FlagEmbedding side;
+  ``XMFlagReranker fp16 tokenization only`` (FlagEmbedding's cut, decode and re-tokenize, a bound)
+  and ``XMFlagReranker fp16 ids precomputed`` (the same call with that tokenization done untimed)
+  split its time in two.
 
 Accuracy: every row is compared with the float32 reference (``fast fp32``: float32 weights, the same
 arithmetic as stock float32; the stock float32 row checks that) on the same inputs.
@@ -345,6 +348,29 @@ def _stock_and_flag(runner: Runner, path, device: str, cuda: bool) -> None:
     xflag = XMFlagReranker(str(path), use_fp16=True, devices=["cuda:0"] if cuda else "cpu")
     runner.measure(f"XMFlagReranker {label} (default)",
                    lambda pairs, langs: np.asarray(xflag.compute_score(pairs, language=langs), dtype=np.float64))
+    # Where XMFlagReranker's time goes: FlagEmbedding's tokenization alone, and the rest without it.
+    query_max_length = xflag.query_max_length or xflag.max_length * 3 // 4
+
+    def flag_ids(pairs):
+        return xflag._encode_pairs([q for q, _ in pairs], [p for _, p in pairs], query_max_length, xflag.max_length)
+
+    def flag_tokenize_only(pairs, langs):
+        flag_ids(pairs)
+        return None
+
+    def flag_prepare(pairs, langs):
+        cached = dict(zip(map(tuple, pairs), flag_ids(pairs)))
+        languages = list(xflag.model.config.languages)
+        return [tuple(pair) for pair in pairs], _lang_index(languages, langs), cached
+
+    def flag_pretokenized(state):
+        pairs, lang_ids, cached = state
+        logits = fi.score_pairs(xflag.model, xflag.tokenizer, pairs, lang_ids,
+                                tokenize_fn=lambda queries, passages: [cached[pair] for pair in zip(queries, passages)])
+        return logits.view(-1).cpu().numpy()
+
+    runner.measure(f"XMFlagReranker {label} tokenization only", flag_tokenize_only)
+    runner.measure(f"XMFlagReranker {label} ids precomputed", flag_pretokenized, prepare=flag_prepare)
     del xflag
     bc.free_memory()
 
