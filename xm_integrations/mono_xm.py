@@ -176,7 +176,8 @@ class MonoXM(XmodLanguageMixin, CrossEncoder):
 
         Only for what the fast path reproduces: one process on one device, no prompt, no
         per-call processing or forward arguments, and a model that is one XMOD ``Transformer``.
-        Pools take it inside each worker (the worker calls :meth:`predict` on its device).
+        Pools take it inside each worker, on its device: up to sentence-transformers 6.1 the worker
+        calls :meth:`predict`, from 6.2 :meth:`_inference`, which asks this same question.
         """
         if set(kwargs) - _FAST_PATH_ARGUMENTS or len(self) != 1:
             return False
