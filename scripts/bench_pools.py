@@ -15,12 +15,15 @@ Rows:
   error reaches the caller (languages are resolved before dispatch: it must not wait on workers).
 * ``worker killed, pool``: one worker process killed, then a call; seconds until the error.
 
-With fewer than two devices the pool rows are skipped. On CPU (``--small``) the "devices" are two
+With fewer than two devices the pool rows are skipped, unless ``--devices`` names the pool's
+devices: ``--devices cuda:0`` (a pool of one worker) against ``MonoXM 1 device`` is the pool's
+own cost, measurable on one GPU. On CPU (``--small``) the "devices" are two
 CPU processes, which checks the code path, not the scaling.
 
     python scripts/bench_pools.py                  # every visible GPU
     python scripts/bench_pools.py --small          # CPU, two processes, tiny model
     python scripts/bench_pools.py --trace          # also: when each worker's chunks start and end
+    python scripts/bench_pools.py --devices cuda:0 # a pool of one worker against the same device directly
 """
 
 from __future__ import annotations
@@ -71,6 +74,8 @@ class TracedMonoXM(MonoXM):
 
 
 def _devices(args: argparse.Namespace, device: str) -> list[str]:
+    if args.devices:
+        return args.devices.split(",")
     if device.startswith("cuda"):
         return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
     return ["cpu", "cpu"]
@@ -111,7 +116,7 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
     single = bc.time_call(lambda: mono.predict(pairs, language=langs, show_progress_bar=False), first,
                           repeats=args.repeats)
     row("MonoXM 1 device", single.seconds, peak_mem_gib=single.peak_mem_gib)
-    if len(devices) > 1 or not device.startswith("cuda"):
+    if args.devices or len(devices) > 1 or not device.startswith("cuda"):
         pool = mono.start_multi_process_pool(devices)
         try:
 
@@ -144,7 +149,7 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
     row("XMFlagReranker 1 device", flag_single.seconds, peak_mem_gib=flag_single.peak_mem_gib)
     del one
     bc.free_memory()
-    if len(devices) > 1:
+    if args.devices or len(devices) > 1:
         many = XMFlagReranker(str(path), use_fp16=device.startswith("cuda"), devices=devices)
         try:
             timing = bc.time_call(lambda: many.compute_score(pairs, language=langs), first, repeats=args.repeats)
@@ -162,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = bc.base_parser(__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=None, help="pairs per call (default 20,000; 64 with --small)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--devices", default=None,
+                        help="comma-separated pool devices (default: every GPU); 'cuda:0' or 'cuda:0,cuda:0' "
+                             "measures what the pool itself costs on a one-GPU machine")
     parser.add_argument("--trace", action="store_true",
                         help="print when each pool worker's chunk starts and ends (stderr), and each pooled call")
     return parser
