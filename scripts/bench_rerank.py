@@ -349,7 +349,8 @@ def _stock_and_flag(runner: Runner, path, device: str, cuda: bool) -> None:
     runner.measure(f"XMFlagReranker {label} (default)",
                    lambda pairs, langs: np.asarray(xflag.compute_score(pairs, language=langs), dtype=np.float64))
     # Where XMFlagReranker's time goes: FlagEmbedding's tokenization alone, and the rest without it.
-    query_max_length = xflag.query_max_length or xflag.max_length * 3 // 4
+    # compute_score's default (a query_max_length of None means 3/4 of max_length).
+    query_max_length = xflag.query_max_length if xflag.query_max_length is not None else xflag.max_length * 3 // 4
 
     def flag_ids(pairs):
         return xflag._encode_pairs([q for q, _ in pairs], [p for _, p in pairs], query_max_length, xflag.max_length)

@@ -181,6 +181,7 @@ def test_model_attention_mask_forms(classifier):
     mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
     sdpa = fi._model_attention_mask(classifier, mask, True)
     assert sdpa.shape == (2, 1, 1, 4) and sdpa.dtype == torch.bool and torch.equal(sdpa[:, 0, 0], mask.bool())
+    assert fi._model_attention_mask(classifier, torch.ones(2, 4, dtype=torch.long), False) is None  # SDPA, no padding
     classifier.set_attn_implementation("eager")
     assert fi._model_attention_mask(classifier, mask, True) is mask
 
