@@ -284,6 +284,22 @@ def free_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def compile_and_time_first_call(model: torch.nn.Module, first_call: Callable[[], Any], device: str) -> float:
+    """``model.compile()``, then the seconds of ``first_call()``, which compiles (the rows time later calls)."""
+    model.compile()
+    sync(device)
+    start = time.perf_counter()
+    first_call()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def remove_compiled_layers(model: torch.nn.Module) -> None:
+    """Undo ``compile()`` on the XMOD layers of ``model``: each layer runs its own forward again."""
+    for module in model.modules():
+        module.__dict__.pop("forward", None)
+
+
 @dataclass
 class Timing:
     seconds: float  # median

@@ -14,12 +14,15 @@ Variants (rows):
 * ``MonoXM (default)``: ``MonoXM(path).predict(pairs, language=...)`` as users get it: the fast
   path (token budget; fp16 autocast on CUDA, float32 on CPU); ``MonoXM fast_inference=False``:
   stock batching with the fast adapters, on the same device.
+* ``MonoXM compile()``: the same after ``mono.compile()`` (every XMOD layer's dense work through
+  ``torch.compile``, the adapters eager; the first call, which compiles, is untimed and printed).
 * ``MonoXM <dtype> weights``: the model cast to that dtype (as ``model_kwargs={"dtype": ...}`` loads
   it), default arguments: the fast path runs in that dtype, without autocast.
 * ``MonoXM bf16 stock batching``: ``fast_inference=False`` with bf16 weights (with and without
   :func:`xm_integrations.fast_inference.install_fast_adapters`).
 * ``model only <dtype> <budget> (pre-tokenized)``: the forward passes alone, batches prepared
-  untimed (``autocast-float16``: float32 weights under fp16 autocast, the default's arithmetic).
+  untimed (``autocast-float16``: float32 weights under fp16 autocast, the default's arithmetic;
+  ``compile()``: the same through the compiled layers).
 * ``fast <dtype> <budget>``: :func:`xm_integrations.fast_inference.score_pairs` -- tokenized once,
   token-budget batches, language grouping, pinned async copies, background tokenization.
 * ``FlagReranker fp16 +fast adapters``, ``XMFlagReranker fp16 (default)``: the FlagEmbedding side;
@@ -56,6 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_common as bc  # noqa: E402
 
 from xm_integrations import fast_inference as fi  # noqa: E402
+from xm_integrations.compiled_layers import compile_xmod_layers  # noqa: E402
 from xm_integrations.xmod_language import find_xmod_model  # noqa: E402
 
 BENCH = "rerank"
@@ -237,18 +241,15 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
                                        max_tokens, None, True, cuda), len(pairs)
         return prepare
 
-    def model_only(state, model=None):
-        return _model_only(model or hf, state)
-
     @torch.inference_mode()
-    def _model_only(model, state):
+    def model_only(state):
         batches, count = state
         dev = torch.device(device)
         out = torch.empty(count, dtype=torch.float32, device=dev)
         for indices, input_ids, attention_mask, batch_langs, padded in batches:
             mask = fi._model_attention_mask(hf, attention_mask.to(dev, non_blocking=True), padded)
-            logits = model(input_ids=input_ids.to(dev, non_blocking=True), attention_mask=mask,
-                           lang_ids=batch_langs).logits
+            logits = hf(input_ids=input_ids.to(dev, non_blocking=True), attention_mask=mask,
+                        lang_ids=batch_langs).logits
             out[torch.from_numpy(indices).to(dev)] = logits[:, 0].float()
         return out.cpu().numpy()
 
@@ -258,6 +259,13 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
     _stock_and_flag(runner, path, device, cuda)
     # What users get: the fast path (fp16 autocast on CUDA, float32 on CPU).
     runner.measure("MonoXM (default)", mono_predict())
+    if bc.wanted(args, "MonoXM compile()"):
+        first = workloads[0]
+        seconds = bc.compile_and_time_first_call(
+            mono, lambda: mono.predict(first.pairs[:64], language=first.languages[:64], show_progress_bar=False), device)
+        print(f"# MonoXM compile(): first call (64 pairs, compiles) {seconds:.1f} s", flush=True)
+        runner.measure("MonoXM compile()", mono_predict())
+        bc.remove_compiled_layers(hf)
     mono.fast_inference = False
     runner.measure("MonoXM fast_inference=False", mono_predict())
     mono.fast_inference = True
@@ -272,6 +280,11 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
         # What the default's own arithmetic allows: float32 weights under fp16 autocast, pre-tokenized.
         runner.measure("model only autocast-float16 32k (pre-tokenized)", model_only_autocast,
                        prepare=model_prepare(32768))
+        if bc.wanted(args, "model only autocast-float16 32k compile() (pre-tokenized)"):
+            compile_xmod_layers(hf)
+            runner.measure("model only autocast-float16 32k compile() (pre-tokenized)", model_only_autocast,
+                           prepare=model_prepare(32768))
+            bc.remove_compiled_layers(hf)
     for dtype in fast_dtypes:
         label = str(dtype)[6:]
         _set_weights(hf, state, dtype)
@@ -292,13 +305,6 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
         runner.measure(f"fast {label} {mid // 1024}k chunk4k", fast(label, max_tokens=mid, chunk_size=4096))
         runner.measure(f"fast {label} {mid // 1024}k greedy", fast(label, max_tokens=mid, balance=False))
         runner.measure(f"model only {label} {mid // 1024}k (pre-tokenized)", model_only, prepare=model_prepare(mid))
-        if cuda and dtype == fast_dtypes[-1] and bc.wanted(args, "compile"):
-            compiled = torch.compile(hf, dynamic=True)
-            try:
-                runner.measure(f"model only {label} {mid // 1024}k torch.compile (pre-tokenized)",
-                               lambda state: model_only(state, compiled), prepare=model_prepare(mid))
-            except Exception as exc:  # noqa: BLE001 - an experiment; report and go on
-                print(f"# torch.compile variant failed: {exc!r}"[:500], flush=True)
     del mono, hf, state
     bc.free_memory()
     return rec.rows

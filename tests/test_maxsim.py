@@ -683,3 +683,23 @@ def test_real_ends_are_last_real_positions_plus_one():
     expected = [max((t + 1 for t in range(37) if mask[row, t]), default=0) for row in range(50)]
     assert _real_ends(mask).tolist() == expected
     assert _real_ends(torch.zeros(4, 0, dtype=torch.bool)).tolist() == [0, 0, 0, 0]
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
+def test_cuda_fused_kernel_runs_on_the_documents_device():
+    """Documents on cuda:1 while the current device is cuda:0: Triton launches on the current
+    device, so without a guard the kernel would read another GPU's memory. Scores equal the brute force."""
+    pytest.importorskip("triton")
+    queries = ragged(71, 3, 32, 128, min_len=1, dtype=torch.bfloat16)
+    documents = ragged(72, 50, 64, 128, min_len=1, dtype=torch.bfloat16)
+    with torch.cuda.device(0):
+        q_in = pad_token_embeddings([q.to("cuda:1") for q in queries])[0]
+        d_in, d_mask = pad_token_embeddings([d.to("cuda:1") for d in documents])
+        out = maxsim(q_in, d_in, document_mask=d_mask)
+    assert out.device == torch.device("cuda:1")
+    assert_scores(out, queries, documents, rtol_half=1e-3)
+    from xm_integrations.maxsim_triton import maxsim_triton
+
+    with pytest.raises(ValueError, match="move both to one device"):
+        maxsim_triton(q_in.to("cuda:0"), d_in)
+

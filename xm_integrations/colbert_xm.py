@@ -44,6 +44,7 @@ from sentence_transformers.util import load_file_path
 from torch import Tensor
 from transformers import XmodPreTrainedModel
 
+from xm_integrations.compiled_layers import CompilableXmodMixin
 from xm_integrations.fast_inference import (
     ColBERTDocumentHead,
     colbert_document_ids,
@@ -436,7 +437,7 @@ def _log_filter(logger_name: str, log_filter: logging.Filter | None) -> Iterator
 _UNSET: Any = object()
 
 
-class ColBERTXM(XmodLanguageMixin, MultiVectorEncoder):
+class ColBERTXM(XmodLanguageMixin, CompilableXmodMixin, MultiVectorEncoder):
     """A ``MultiVectorEncoder`` for ColBERT-XM (``antoinelouis/colbert-xm``) that encodes as colbert-ai 0.2.22.
 
     Loads colbert-ai ``HF_ColBERT`` checkpoints as they are on the Hub (``config.json``,

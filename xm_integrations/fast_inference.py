@@ -43,6 +43,7 @@ __all__ = [
     "ColBERTDocumentHead",
     "DEFAULT_MAX_TOKENS_CPU",
     "DEFAULT_MAX_TOKENS_CUDA",
+    "adapter_input",
     "colbert_document_ids",
     "default_autocast_dtype",
     "encode_texts",
@@ -53,6 +54,7 @@ __all__ = [
     "plan_batches",
     "pool_chunk_size",
     "precision",
+    "run_adapters",
     "run_pipelined",
     "score_pairs",
     "tokenize",
@@ -119,22 +121,37 @@ class _FastLangAdapter:
 
     def __call__(self, lang_ids: Tensor, hidden_states: Tensor) -> Tensor:
         output = self.output
-        if not output.ln_before_adapter:
-            residual = hidden_states
-        if output.adapter_layer_norm is not None:
-            hidden_states = output.adapter_layer_norm(hidden_states)
-        elif output.adapter_reuse_layer_norm:
-            hidden_states = output.LayerNorm(hidden_states)
-        if output.ln_before_adapter:
-            residual = hidden_states
-        adapters = list(output.adapter_modules.values())
-        segments = lang_segments(lang_ids, len(adapters))
-        if len(segments) == 1:
-            adapted = adapters[segments[0][0]](hidden_states)
-        else:
-            adapted = torch.cat([adapters[index](hidden_states[start:stop]) for index, start, stop in segments])
-        adapted = output.dropout(adapted)
-        return adapted + residual
+        hidden_states, residual = adapter_input(output, hidden_states)
+        return output.dropout(run_adapters(output, lang_ids, hidden_states)) + residual
+
+
+def adapter_input(output: torch.nn.Module, hidden_states: Tensor) -> tuple[Tensor, Tensor]:
+    """``XmodOutput.lang_adapter`` before the adapters: ``(what they take, what their output is added to)``.
+
+    The optional layer norm (the adapter's own, or the layer's reused) and whether the residual is
+    taken before or after it, as the checkpoint's config says.
+    """
+    residual = hidden_states
+    if output.adapter_layer_norm is not None:
+        hidden_states = output.adapter_layer_norm(hidden_states)
+    elif output.adapter_reuse_layer_norm:
+        hidden_states = output.LayerNorm(hidden_states)
+    if output.ln_before_adapter:
+        residual = hidden_states
+    return hidden_states, residual
+
+
+def run_adapters(output: torch.nn.Module, lang_ids: Tensor, hidden_states: Tensor) -> Tensor:
+    """Each row of ``hidden_states`` through its language's adapter of ``output`` (an ``XmodOutput``).
+
+    One adapter call per run of equal ids (:func:`lang_segments`), on a contiguous slice; rows grouped
+    by language make that one call per language present.
+    """
+    adapters = list(output.adapter_modules.values())
+    segments = lang_segments(lang_ids, len(adapters))
+    if len(segments) == 1:
+        return adapters[segments[0][0]](hidden_states)
+    return torch.cat([adapters[index](hidden_states[start:stop]) for index, start, stop in segments])
 
 
 def install_fast_adapters(model: torch.nn.Module) -> int:

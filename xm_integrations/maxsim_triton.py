@@ -112,6 +112,9 @@ def maxsim_triton(queries: Tensor, documents: Tensor, lengths: Tensor | None = N
         raise ValueError(f"dimension mismatch: queries {queries.shape[-1]}, documents {documents.shape[-1]}")
     if not (queries.is_cuda and documents.is_cuda):
         raise ValueError("maxsim_triton runs on CUDA tensors")
+    if queries.device != documents.device:
+        raise ValueError(f"queries are on {queries.device} and documents on {documents.device}: move both to one "
+                         "device")
     if mask is not None and mask.shape != documents.shape[:2]:
         raise ValueError(f"mask must have shape {tuple(documents.shape[:2])}, got {tuple(mask.shape)}")
     triton, kernel = _maxsim_kernel()
@@ -150,12 +153,15 @@ def maxsim_triton(queries: Tensor, documents: Tensor, lengths: Tensor | None = N
     block_m = max(block_m, lq)
     n_query_blocks = triton.cdiv(n_queries * lq, block_m)
     grid = (n_query_blocks * triton.cdiv(n_docs, docs_per_program),)
-    kernel[grid](
-        flat, documents, lengths, mask, holes, out, n_queries * lq, n_docs, n_tokens, n_query_blocks,
-        flat.stride(0), documents.stride(0), documents.stride(1),
-        *(mask.stride() if mask is not None else (0, 0)), out.stride(0), out.stride(1),
-        LQ=lq, DIM=dim, BLOCK_M=block_m, BLOCK_T=block_t, DOCS=docs_per_program,
-        HAS_LENGTHS=lengths is not None, HAS_MASK=mask is not None,
-        num_warps=num_warps or (4 if block_m <= 64 else 8), num_stages=num_stages,
-    )
+    # Triton launches on the current device, not the tensors': documents on cuda:1 while the
+    # current device is cuda:0 would be read from the wrong GPU.
+    with torch.cuda.device(documents.device):
+        kernel[grid](
+            flat, documents, lengths, mask, holes, out, n_queries * lq, n_docs, n_tokens, n_query_blocks,
+            flat.stride(0), documents.stride(0), documents.stride(1),
+            *(mask.stride() if mask is not None else (0, 0)), out.stride(0), out.stride(1),
+            LQ=lq, DIM=dim, BLOCK_M=block_m, BLOCK_T=block_t, DOCS=docs_per_program,
+            HAS_LENGTHS=lengths is not None, HAS_MASK=mask is not None,
+            num_warps=num_warps or (4 if block_m <= 64 else 8), num_stages=num_stages,
+        )
     return out

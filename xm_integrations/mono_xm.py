@@ -15,6 +15,7 @@ from sentence_transformers import CrossEncoder
 from sentence_transformers.base.model import BaseModel
 from transformers import XmodPreTrainedModel
 
+from xm_integrations.compiled_layers import CompilableXmodMixin
 from xm_integrations.fast_inference import (
     default_autocast_dtype,
     fast_path_enabled,
@@ -47,7 +48,7 @@ _UNUSED_WHEN_NONE = frozenset({"pool", "chunk_size", "prompt", "prompt_name"})
 _LEGACY_POOL = not hasattr(BaseModel, "_report_worker_failure")
 
 
-class MonoXM(XmodLanguageMixin, CrossEncoder):
+class MonoXM(XmodLanguageMixin, CompilableXmodMixin, CrossEncoder):
     """A ``CrossEncoder`` for XMOD rerankers such as ``antoinelouis/mono-xm``.
 
     XMOD runs every input through the adapter of its language, and the published checkpoint has
