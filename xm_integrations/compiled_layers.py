@@ -98,7 +98,7 @@ def _outputs_recorded() -> bool:
     which the compiled graphs do not call."""
     try:
         from transformers.utils.output_capturing import _active_collector
-    except ImportError:  # transformers without the collector records them through the layers' own returns
+    except ImportError:  # every supported transformers (>= 5.17) has it; a later move would disable the check
         return False
     return bool(_active_collector.get())
 
