@@ -155,7 +155,9 @@ def test_colbert_xm_compile_encodes_as_before(tiny_colbert_xm):
     model = ColBERTXM(str(tiny_colbert_xm), device="cpu")
     documents = ["the tower was built in paris " * k for k in range(1, 6)]
     before = model.encode_document(documents, language=["en", "fr", "de", "en", "fr"])
-    model.compile(backend="eager")
+    model.compile(backend="eager", options=None)
+    settings = model._xmod_model().encoder.__dict__["forward"].settings
+    assert settings == {"dynamic": True, "backend": "eager", "options": None}  # torch.compile's arguments, as given
     after = model.encode_document(documents, language=["en", "fr", "de", "en", "fr"])
     for a, b in zip(after, before):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
