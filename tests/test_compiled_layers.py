@@ -179,3 +179,18 @@ def test_attention_weights_and_hidden_states_are_still_recorded(tokenizer):
     assert len(ours.attentions) == len(stock.attentions) == 3
     for mine, theirs in zip(ours.attentions + ours.hidden_states, stock.attentions + stock.hidden_states):
         torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_flag_reranker_model_compiles_through_the_function(tiny_mono_xm):
+    """FlagEmbedding has no compile verb: ``compile_xmod_layers(reranker.model)`` is the way, same scores."""
+    pytest.importorskip("FlagEmbedding")
+    from xm_integrations import XMFlagReranker, compile_xmod_layers
+
+    reranker = XMFlagReranker(str(tiny_mono_xm), use_fp16=False, devices=["cpu"], language="en")
+    pairs = [["where is the tower", "the tower was built in paris " * k] for k in range(1, 7)]
+    before = reranker.compute_score(pairs, language=["en", "fr", "de", "en", "fr", "de"])
+    backend = _CountingBackend()
+    assert compile_xmod_layers(reranker.model, backend=backend) == len(reranker.model.roberta.encoder.layer)
+    after = reranker.compute_score(pairs, language=["en", "fr", "de", "en", "fr", "de"])
+    assert backend.graphs > 0
+    np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-6)

@@ -25,6 +25,7 @@ _install_flag_registration()
 if TYPE_CHECKING:
     from xm_integrations.colbert_xm import ColBERTXM
     from xm_integrations.colbert_reranker import XMColBERTReranker
+    from xm_integrations.compiled_layers import compile_xmod_layers
     from xm_integrations.detection import detect_language
     from xm_integrations.flag_reranker import XMFlagReranker
     from xm_integrations.maxsim import (
@@ -43,6 +44,7 @@ _LAZY = {
     "MonoXM": "xm_integrations.mono_xm",
     "XMColBERTReranker": "xm_integrations.colbert_reranker",
     "XMFlagReranker": "xm_integrations.flag_reranker",
+    "compile_xmod_layers": "xm_integrations.compiled_layers",
     "detect_language": "xm_integrations.detection",
     "maxsim": "xm_integrations.maxsim",
     "maxsim_pairwise": "xm_integrations.maxsim",
@@ -61,6 +63,7 @@ __all__ = [
     "UnknownLanguageError",
     "XMColBERTReranker",
     "XMFlagReranker",
+    "compile_xmod_layers",
     "detect_language",
     "maxsim",
     "maxsim_pairwise",
