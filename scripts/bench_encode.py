@@ -13,7 +13,8 @@ Variants (rows):
   ``ColBERTXM fast_inference=False``: stock batching; ``ColBERTXM <dtype> weights``: the model cast
   to that dtype, default arguments (the fast path then runs in it, without autocast).
 * ``ColBERTXM compile()``: the same after ``model.compile()`` (every XMOD layer's dense work through
-  ``torch.compile``, the adapters eager; the first call, which compiles, is untimed and printed).
+  ``torch.compile``, the adapters eager; the first call, which compiles, is untimed and printed);
+  ``ColBERTXM compile(cpp_wrapper)`` (GPU variants only): ``compile(options={"cpp_wrapper": True})``.
 * ``ColBERTXM bf16 +fast adapters``: the same in bf16 with
   :func:`xm_integrations.fast_inference.install_fast_adapters`.
 * ``fast <dtype> <budget>``: :func:`xm_integrations.fast_inference.encode_texts` with
@@ -220,18 +221,20 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
 
     # What users get: the fast path (token budget; fp16 autocast on CUDA, float32 on CPU).
     measure("ColBERTXM (default)", colbertxm())
-    if bc.wanted(args, "ColBERTXM compile()"):
+    gpu_variants = cuda or args.all_variants
+    for label, compile_kwargs in bc.COMPILE_VARIANTS.items():
+        if not bc.wanted(args, f"ColBERTXM {label}") or (compile_kwargs and not gpu_variants):
+            continue
         _, first_texts, first_codes = workloads[0]
         seconds = bc.compile_and_time_first_call(
             model, lambda: model.encode_document(first_texts[:64], language=first_codes[:64], show_progress_bar=False),
-            device)
-        print(f"# ColBERTXM compile(): first call (64 passages, compiles) {seconds:.1f} s", flush=True)
-        measure("ColBERTXM compile()", colbertxm())
+            device, **compile_kwargs)
+        print(f"# ColBERTXM {label}: first call (64 passages, compiles) {seconds:.1f} s", flush=True)
+        measure(f"ColBERTXM {label}", colbertxm())
         bc.remove_compiled_layers(xmod)
     model.fast_inference = False
     measure("ColBERTXM fast_inference=False", colbertxm(), subset=slow_n)
     model.fast_inference = True
-    gpu_variants = cuda or args.all_variants
     dtypes = [torch.bfloat16, torch.float16] if gpu_variants else [torch.float32]
     if gpu_variants:
         fi.install_fast_adapters(xmod)

@@ -15,14 +15,15 @@ Variants (rows):
   path (token budget; fp16 autocast on CUDA, float32 on CPU); ``MonoXM fast_inference=False``:
   stock batching with the fast adapters, on the same device.
 * ``MonoXM compile()``: the same after ``mono.compile()`` (every XMOD layer's dense work through
-  ``torch.compile``, the adapters eager; the first call, which compiles, is untimed and printed).
+  ``torch.compile``, the adapters eager; the first call, which compiles, is untimed and printed);
+  ``MonoXM compile(cpp_wrapper)`` (GPU variants only): ``compile(options={"cpp_wrapper": True})``.
 * ``MonoXM <dtype> weights``: the model cast to that dtype (as ``model_kwargs={"dtype": ...}`` loads
   it), default arguments: the fast path runs in that dtype, without autocast.
 * ``MonoXM bf16 stock batching``: ``fast_inference=False`` with bf16 weights (with and without
   :func:`xm_integrations.fast_inference.install_fast_adapters`).
 * ``model only <dtype> <budget> (pre-tokenized)``: the forward passes alone, batches prepared
   untimed (``autocast-float16``: float32 weights under fp16 autocast, the default's arithmetic;
-  ``compile()``: the same through the compiled layers).
+  ``compile()``, ``compile(cpp_wrapper)``: the same through the compiled layers).
 * ``fast <dtype> <budget>``: :func:`xm_integrations.fast_inference.score_pairs` -- tokenized once,
   token-budget batches, language grouping, pinned async copies, background tokenization.
 * ``FlagReranker fp16 +fast adapters``, ``XMFlagReranker fp16 (default)``: the FlagEmbedding side;
@@ -259,12 +260,15 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
     _stock_and_flag(runner, path, device, cuda)
     # What users get: the fast path (fp16 autocast on CUDA, float32 on CPU).
     runner.measure("MonoXM (default)", mono_predict())
-    if bc.wanted(args, "MonoXM compile()"):
+    for label, compile_kwargs in bc.COMPILE_VARIANTS.items():
+        if not bc.wanted(args, f"MonoXM {label}") or (compile_kwargs and not gpu_variants):
+            continue
         first = workloads[0]
         seconds = bc.compile_and_time_first_call(
-            mono, lambda: mono.predict(first.pairs[:64], language=first.languages[:64], show_progress_bar=False), device)
-        print(f"# MonoXM compile(): first call (64 pairs, compiles) {seconds:.1f} s", flush=True)
-        runner.measure("MonoXM compile()", mono_predict())
+            mono, lambda: mono.predict(first.pairs[:64], language=first.languages[:64], show_progress_bar=False), device,
+            **compile_kwargs)
+        print(f"# MonoXM {label}: first call (64 pairs, compiles) {seconds:.1f} s", flush=True)
+        runner.measure(f"MonoXM {label}", mono_predict())
         bc.remove_compiled_layers(hf)
     mono.fast_inference = False
     runner.measure("MonoXM fast_inference=False", mono_predict())
@@ -280,11 +284,12 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
         # What the default's own arithmetic allows: float32 weights under fp16 autocast, pre-tokenized.
         runner.measure("model only autocast-float16 32k (pre-tokenized)", model_only_autocast,
                        prepare=model_prepare(32768))
-        if bc.wanted(args, "model only autocast-float16 32k compile() (pre-tokenized)"):
-            compile_xmod_layers(hf)
-            runner.measure("model only autocast-float16 32k compile() (pre-tokenized)", model_only_autocast,
-                           prepare=model_prepare(32768))
-            bc.remove_compiled_layers(hf)
+        for label, compile_kwargs in bc.COMPILE_VARIANTS.items():
+            variant = f"model only autocast-float16 32k {label} (pre-tokenized)"
+            if bc.wanted(args, variant):
+                compile_xmod_layers(hf, **compile_kwargs)
+                runner.measure(variant, model_only_autocast, prepare=model_prepare(32768))
+                bc.remove_compiled_layers(hf)
     for dtype in fast_dtypes:
         label = str(dtype)[6:]
         _set_weights(hf, state, dtype)
