@@ -20,8 +20,8 @@ passes alone went from 29.0-31.5% to 36.7-39.9% model FLOPs utilisation with one
 scores within autocast's own rounding, but stayed at 27.0-28.7% with five (the host then takes
 longer to queue a compiled batch, 28 ms, than the GPU to run it). End to end the gain is smaller
 still (``MonoXM`` 0.87-1.06x, ``ColBERTXM`` 0.98-1.19x) and the first call compiles (6-20 s), so
-nothing compiles unless asked: it is ``model.compile()``, for long jobs in one language. The
-host's share is inductor's Python wrapper: with ``options={"cpp_wrapper": True}`` the host queued
+nothing compiles unless asked: it is ``model.compile()``, for long jobs in one language. Most of
+the host's share was inductor's Python wrapper: with ``options={"cpp_wrapper": True}`` the host queued
 a batch in 8.6 / 13.9 ms instead of 18.7 / 28.1 ms, and five languages gained as much as one
 (1.26x eager), at the price of an 86 s first compilation (not measured end to end).
 """
