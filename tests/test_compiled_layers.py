@@ -98,12 +98,12 @@ def test_compiled_layers_keep_the_default_language_and_refuse_bad_ids(tokenizer)
             model(**batch, lang_ids=torch.tensor([0, len(LANGS), 0]))
 
 
-def test_training_runs_the_layers_own_forward(tokenizer, monkeypatch):
+def test_training_runs_the_encoders_own_forward(tokenizer, monkeypatch):
     model = _classifier()
     cl.compile_xmod_layers(model, backend="eager")
 
     def refuse(settings):
-        raise AssertionError("the compiled halves ran in training mode")
+        raise AssertionError("the compiled graphs ran in training mode")
 
     monkeypatch.setattr(cl, "_compiled", refuse)
     model.train()
