@@ -129,19 +129,37 @@ def test_unsupported_attention_is_refused_naming_the_fix(monkeypatch):
         cl.compile_xmod_layers(_classifier("eager"))
 
 
-def test_mono_xm_compile_scores_as_before_and_saves_a_stock_folder(tiny_mono_xm, tmp_path):
+def _transformers_scores(path, pairs, languages) -> np.ndarray:
+    """Plain transformers, one pair at a time with explicit ``lang_ids``: the independent reference."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from xm_integrations import resolve_language
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(path)).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    codes = list(model.config.languages)
+    scores = []
+    with torch.inference_mode():
+        for (query, passage), language in zip(pairs, languages):
+            lang_id = codes.index(resolve_language(language, codes))
+            logits = model(**tokenizer(query, passage, return_tensors="pt"), lang_ids=torch.tensor([lang_id])).logits
+            scores.append(torch.sigmoid(logits[0, 0]).item())
+    return np.array(scores)
+
+
+def test_mono_xm_compile_scores_as_transformers_and_saves_a_stock_folder(tiny_mono_xm, tmp_path):
     """The default backend (inductor): the fast path and the stock batching both run the compiled layers."""
     model = MonoXM(str(tiny_mono_xm), device="cpu")
     pairs = [("where is the tower", "the tower was built in paris " * k) for k in range(1, 9)]
     languages = ["en", "fr", "de", "en", "fr", "de", "en", "fr"]
-    before = model.predict(pairs, language=languages)
-    before_stock = model.predict(pairs, language=languages, batch_size=3, prompt=None, activation_fn=None)
+    reference = _transformers_scores(tiny_mono_xm, pairs, languages)
     model.compile()
     encoder = model._xmod_model().roberta.encoder
     assert isinstance(encoder.__dict__["forward"], cl._CompiledEncoderForward)
-    np.testing.assert_allclose(model.predict(pairs, language=languages), before, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.predict(pairs, language=languages), reference, rtol=1e-5, atol=1e-6)
     model.fast_inference = False
-    np.testing.assert_allclose(model.predict(pairs, language=languages), before_stock, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.predict(pairs, language=languages, batch_size=3), reference, rtol=1e-5,
+                               atol=1e-6)
     model.set_default_language("en")
     model.save(str(tmp_path / "saved"))
     from sentence_transformers import CrossEncoder
@@ -151,15 +169,20 @@ def test_mono_xm_compile_scores_as_before_and_saves_a_stock_folder(tiny_mono_xm,
                                atol=1e-6)
 
 
-def test_colbert_xm_compile_encodes_as_before(tiny_colbert_xm):
+def test_colbert_xm_compile_encodes_as_the_stock_batching(tiny_colbert_xm):
+    """Reference: the same model's stock batching (sentence-transformers' modules over transformers'
+    uncompiled layers), taken before compiling."""
     model = ColBERTXM(str(tiny_colbert_xm), device="cpu")
     documents = ["the tower was built in paris " * k for k in range(1, 6)]
-    before = model.encode_document(documents, language=["en", "fr", "de", "en", "fr"])
+    languages = ["en", "fr", "de", "en", "fr"]
+    model.fast_inference = False
+    reference = model.encode_document(documents, language=languages)
+    model.fast_inference = True
     model.compile(backend="eager", options=None)
     settings = model._xmod_model().encoder.__dict__["forward"].settings
     assert settings == {"dynamic": True, "backend": "eager", "options": None}  # torch.compile's arguments, as given
-    after = model.encode_document(documents, language=["en", "fr", "de", "en", "fr"])
-    for a, b in zip(after, before):
+    after = model.encode_document(documents, language=languages)
+    for a, b in zip(after, reference):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
@@ -182,15 +205,16 @@ def test_attention_weights_and_hidden_states_are_still_recorded(tokenizer):
 
 
 def test_flag_reranker_model_compiles_through_the_function(tiny_mono_xm):
-    """FlagEmbedding has no compile verb: ``compile_xmod_layers(reranker.model)`` is the way, same scores."""
+    """FlagEmbedding has no compile verb: ``compile_xmod_layers(reranker.model)`` is the way. Reference:
+    plain transformers, one pair at a time."""
     pytest.importorskip("FlagEmbedding")
     from xm_integrations import XMFlagReranker, compile_xmod_layers
 
     reranker = XMFlagReranker(str(tiny_mono_xm), use_fp16=False, devices=["cpu"], language="en")
     pairs = [["where is the tower", "the tower was built in paris " * k] for k in range(1, 7)]
-    before = reranker.compute_score(pairs, language=["en", "fr", "de", "en", "fr", "de"])
+    languages = ["en", "fr", "de", "en", "fr", "de"]
     backend = _CountingBackend()
     assert compile_xmod_layers(reranker.model, backend=backend) == len(reranker.model.roberta.encoder.layer)
-    after = reranker.compute_score(pairs, language=["en", "fr", "de", "en", "fr", "de"])
+    scores = reranker.compute_score(pairs, language=languages, normalize=True)
     assert backend.graphs > 0
-    np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(scores, _transformers_scores(tiny_mono_xm, pairs, languages), rtol=1e-5, atol=1e-6)

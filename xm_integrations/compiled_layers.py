@@ -39,6 +39,11 @@ from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttenti
 
 from xm_integrations.fast_inference import adapter_input, run_adapters
 
+try:  # transformers' collector of recorded outputs (every supported version, >= 5.17, has it)
+    from transformers.utils.output_capturing import _active_collector
+except ImportError:  # a later move would disable the check below
+    _active_collector = None
+
 __all__ = ["CompilableXmodMixin", "compile_xmod_layers"]
 
 #: Attention implementations whose masks ``scaled_dot_product_attention`` takes as they come
@@ -99,16 +104,7 @@ def _outputs_recorded() -> bool:
     """Whether the running forward pass records per-layer outputs (``output_hidden_states``,
     ``output_attentions``): transformers records them with hooks on the layer and attention modules,
     which the compiled graphs do not call."""
-    try:
-        from transformers.utils.output_capturing import _active_collector
-    except ImportError:  # every supported transformers (>= 5.17) has it; a later move would disable the check
-        return False
-    return bool(_active_collector.get())
-
-
-def _adapted(layer: torch.nn.Module, lang_ids: Tensor, hidden: Tensor) -> Tensor:
-    output = layer.output
-    return output.dropout(run_adapters(output, lang_ids, hidden))
+    return _active_collector is not None and bool(_active_collector.get())
 
 
 class _CompiledEncoderForward:
@@ -136,8 +132,9 @@ class _CompiledEncoderForward:
         layers = list(encoder.layer)
         hidden, residual = first(layers[0], hidden_states, attention_mask)
         for previous, layer in zip(layers, layers[1:]):
-            hidden, residual = between(previous, _adapted(previous, lang_ids, hidden), residual, layer, attention_mask)
-        hidden_states = last(layers[-1], _adapted(layers[-1], lang_ids, hidden), residual)
+            hidden, residual = between(previous, run_adapters(previous.output, lang_ids, hidden), residual, layer,
+                                       attention_mask)
+        hidden_states = last(layers[-1], run_adapters(layers[-1].output, lang_ids, hidden), residual)
         if encoder.is_pre_norm:
             hidden_states = encoder.LayerNorm(hidden_states)
         return BaseModelOutputWithPastAndCrossAttentions(last_hidden_state=hidden_states)

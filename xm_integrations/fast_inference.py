@@ -122,7 +122,7 @@ class _FastLangAdapter:
     def __call__(self, lang_ids: Tensor, hidden_states: Tensor) -> Tensor:
         output = self.output
         hidden_states, residual = adapter_input(output, hidden_states)
-        return output.dropout(run_adapters(output, lang_ids, hidden_states)) + residual
+        return run_adapters(output, lang_ids, hidden_states) + residual
 
 
 def adapter_input(output: torch.nn.Module, hidden_states: Tensor) -> tuple[Tensor, Tensor]:
@@ -142,7 +142,8 @@ def adapter_input(output: torch.nn.Module, hidden_states: Tensor) -> tuple[Tenso
 
 
 def run_adapters(output: torch.nn.Module, lang_ids: Tensor, hidden_states: Tensor) -> Tensor:
-    """Each row of ``hidden_states`` through its language's adapter of ``output`` (an ``XmodOutput``).
+    """Each row of ``hidden_states`` through its language's adapter of ``output`` (an ``XmodOutput``),
+    then XMOD's dropout (the identity in eval mode).
 
     One adapter call per run of equal ids (:func:`lang_segments`), on a contiguous slice; rows grouped
     by language make that one call per language present.
@@ -150,8 +151,10 @@ def run_adapters(output: torch.nn.Module, lang_ids: Tensor, hidden_states: Tenso
     adapters = list(output.adapter_modules.values())
     segments = lang_segments(lang_ids, len(adapters))
     if len(segments) == 1:
-        return adapters[segments[0][0]](hidden_states)
-    return torch.cat([adapters[index](hidden_states[start:stop]) for index, start, stop in segments])
+        adapted = adapters[segments[0][0]](hidden_states)
+    else:
+        adapted = torch.cat([adapters[index](hidden_states[start:stop]) for index, start, stop in segments])
+    return output.dropout(adapted)
 
 
 def install_fast_adapters(model: torch.nn.Module) -> int:
