@@ -19,6 +19,7 @@ second as the tiny test tokenizer on real multilingual text).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import gc
 import json
@@ -29,7 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from xm_integrations import fast_inference as fi  # noqa: E402
 from xm_integrations.languages import XMOD_LANGUAGE_CODES  # noqa: E402
 
 #: The five languages of the "mixed" workloads (adapter codes of xmod-base).
@@ -301,10 +303,27 @@ def compile_and_time_first_call(model: torch.nn.Module, first_call: Callable[[],
     return time.perf_counter() - start
 
 
+@contextlib.contextmanager
+def previous_chunking(chunk_size: int) -> Iterator[None]:
+    """The fast path's pipeline as it was before inputs were ordered by characters: chunks in input
+    order, doubling up to ``chunk_size`` (4,096 pairs for reranking, 8,192 texts for encoding), for
+    rows that compare the two in one run."""
+    input_order, chunks = fi._input_order, fi._chunks
+    fi._input_order = lambda sizes: np.arange(len(sizes))
+    fi._chunks = lambda count, _chunk_size, first=fi.FIRST_CHUNK: chunks(count, chunk_size, first)
+    try:
+        yield
+    finally:
+        fi._input_order, fi._chunks = input_order, chunks
+
+
 def remove_compiled_layers(model: torch.nn.Module) -> None:
-    """Undo ``compile()`` on the XMOD layers of ``model``: each layer runs its own forward again."""
+    """Undo ``compile()`` on the XMOD layers of ``model``: each layer runs its own forward again, and
+    the graphs compiled so far are dropped (torch's dynamo keeps at most 8 per function, which the
+    variants of one run would otherwise share)."""
     for module in model.modules():
         module.__dict__.pop("forward", None)
+    torch._dynamo.reset()
 
 
 @dataclass

@@ -14,11 +14,14 @@ Variants (rows):
 * ``MonoXM (default)``: ``MonoXM(path).predict(pairs, language=...)`` as users get it: the fast
   path (token budget; fp16 autocast on CUDA, float32 on CPU); ``MonoXM fast_inference=False``:
   stock batching with the fast adapters, on the same device.
-* ``MonoXM compile()``: the same after ``mono.compile()`` (every XMOD layer's dense work through
-  ``torch.compile``, the adapters eager; the first call, which compiles, is untimed and printed);
+* ``MonoXM unordered chunks of 4096``: the fast path as it was before inputs were ordered by
+  characters (chunks in input order, doubling up to 4,096 pairs), for comparison in the same run.
+* ``MonoXM compile()``: the same after ``mono.compile()`` (every XMOD layer through
+  ``torch.compile``; the first call, which compiles, is untimed and printed);
   ``MonoXM compile(cpp_wrapper)`` (GPU variants only): ``compile(options={"cpp_wrapper": True})``.
 * ``MonoXM <dtype> weights``: the model cast to that dtype (as ``model_kwargs={"dtype": ...}`` loads
-  it), default arguments: the fast path runs in that dtype, without autocast.
+  it), default arguments: the fast path runs in that dtype, without autocast; ``MonoXM <dtype>
+  weights compile()`` (and ``compile(cpp_wrapper)``): the same compiled.
 * ``MonoXM bf16 stock batching``: ``fast_inference=False`` with bf16 weights (with and without
   :func:`xm_integrations.fast_inference.install_fast_adapters`).
 * ``model only <dtype> <budget> (pre-tokenized)``: the forward passes alone, batches prepared
@@ -259,17 +262,25 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
     runner.measure("tokenize only", tokenize_only)
     _stock_and_flag(runner, path, device, cuda)
     # What users get: the fast path (fp16 autocast on CUDA, float32 on CPU).
+    def measure_compiled(prefix: str) -> None:
+        """The ``<prefix> compile()`` rows: ``mono.compile(...)``, the first call (it compiles) printed."""
+        for label, compile_kwargs in bc.COMPILE_VARIANTS.items():
+            variant = f"{prefix} {label}"
+            if not bc.wanted(args, variant) or (compile_kwargs and not gpu_variants):
+                continue
+            first = workloads[0]
+            seconds = bc.compile_and_time_first_call(
+                mono, lambda: mono.predict(first.pairs[:64], language=first.languages[:64], show_progress_bar=False),
+                device, **compile_kwargs)
+            print(f"# {variant}: first call (64 pairs, compiles) {seconds:.1f} s", flush=True)
+            runner.measure(variant, mono_predict())
+            bc.remove_compiled_layers(hf)
+
     runner.measure("MonoXM (default)", mono_predict())
-    for label, compile_kwargs in bc.COMPILE_VARIANTS.items():
-        if not bc.wanted(args, f"MonoXM {label}") or (compile_kwargs and not gpu_variants):
-            continue
-        first = workloads[0]
-        seconds = bc.compile_and_time_first_call(
-            mono, lambda: mono.predict(first.pairs[:64], language=first.languages[:64], show_progress_bar=False), device,
-            **compile_kwargs)
-        print(f"# MonoXM {label}: first call (64 pairs, compiles) {seconds:.1f} s", flush=True)
-        runner.measure(f"MonoXM {label}", mono_predict())
-        bc.remove_compiled_layers(hf)
+    if bc.wanted(args, "MonoXM unordered chunks of 4096"):
+        with bc.previous_chunking(4096):
+            runner.measure("MonoXM unordered chunks of 4096", mono_predict())
+    measure_compiled("MonoXM")
     mono.fast_inference = False
     runner.measure("MonoXM fast_inference=False", mono_predict())
     mono.fast_inference = True
@@ -295,6 +306,7 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
         _set_weights(hf, state, dtype)
         if dtype != torch.float32:
             runner.measure(f"MonoXM {label} weights", mono_predict())
+            measure_compiled(f"MonoXM {label} weights")
         if dtype == torch.bfloat16:
             mono.fast_inference = False
             _remove_fast_adapters(hf)

@@ -79,12 +79,49 @@ def test_compiled_layers_match_stock_layers(tokenizer, attention, variant):
         backend = _CountingBackend()
         assert cl.compile_xmod_layers(model, backend=backend) == 3
         compiled = model(**batch, lang_ids=LANG_IDS).logits
-        assert backend.graphs == 3  # the first layer, between two layers (reused), the last layer
-        other = _batch(tokenizer, n=7, seed=1)  # another batch shape: no new compilation
-        expected = _classifier(attention, **variant)(**other, lang_ids=LANG_IDS[:7]).logits
-        torch.testing.assert_close(model(**other, lang_ids=LANG_IDS[:7]).logits, expected, rtol=1e-5, atol=1e-6)
-        assert backend.graphs == 3
+        assert backend.graphs == 1  # one graph for every layer
+        # Another batch shape and language layout with as many runs (7), runs of one row included: no new graph.
+        other, other_ids = _batch(tokenizer, n=9, seed=1), torch.tensor([1, 1, 4, 0, 2, 2, 3, 0, 1])
+        expected = _classifier(attention, **variant)(**other, lang_ids=other_ids).logits
+        torch.testing.assert_close(model(**other, lang_ids=other_ids).logits, expected, rtol=1e-5, atol=1e-6)
+        assert backend.graphs == 1
     torch.testing.assert_close(compiled, stock, rtol=1e-5, atol=1e-6)
+
+
+def test_each_count_of_language_runs_is_one_graph(tokenizer, monkeypatch):
+    """A language in several runs (the stock batching's order) is grouped first, so it adds no graph;
+    batches with more runs than ``MAX_COMPILED_RUNS`` run the same layers uncompiled."""
+    model, stock_model = _classifier(), _classifier()
+    backend = _CountingBackend()
+    cl.compile_xmod_layers(model, backend=backend)
+    batch = _batch(tokenizer)
+    one_language, two_runs = torch.zeros(12, dtype=torch.long), torch.tensor([2] * 5 + [4] * 7)
+    alternating, five_runs = torch.tensor([0, 1] * 6), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 4, 4])
+    cases = [(one_language, 1), (two_runs, 2), (alternating, 2), (one_language, 2), (five_runs, 2)]
+    with torch.inference_mode():
+        for position, (lang_ids, graphs) in enumerate(cases):
+            if lang_ids is five_runs:
+                monkeypatch.setattr(cl, "MAX_COMPILED_RUNS", 4)
+            torch.testing.assert_close(model(**batch, lang_ids=lang_ids).logits,
+                                       stock_model(**batch, lang_ids=lang_ids).logits, rtol=1e-5, atol=1e-6)
+            assert backend.graphs == graphs, position
+
+
+def test_each_layout_compiles_apart_so_the_compilers_limit_applies_per_layout(tokenizer):
+    """torch's dynamo stops compiling a function's code after ``recompile_limit`` graphs and runs it
+    eagerly; each layout (count of runs, mask or not) has code of its own, so with a limit of 1
+    every layout still compiles."""
+    model, stock_model = _classifier(), _classifier()
+    backend = _CountingBackend()
+    cl.compile_xmod_layers(model, backend=backend)
+    batch = _batch(tokenizer)
+    layouts = [torch.zeros(12, dtype=torch.long), torch.tensor([2] * 5 + [4] * 7),
+               torch.tensor([0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 4, 4])]
+    with torch.inference_mode(), torch._dynamo.config.patch(recompile_limit=1):
+        for lang_ids in layouts:
+            torch.testing.assert_close(model(**batch, lang_ids=lang_ids).logits,
+                                       stock_model(**batch, lang_ids=lang_ids).logits, rtol=1e-5, atol=1e-6)
+    assert backend.graphs == len(layouts)
 
 
 def test_compiled_layers_keep_the_default_language_and_refuse_bad_ids(tokenizer):

@@ -277,6 +277,27 @@ def test_chunks_start_small_then_double_up_to_chunk_size():
     assert fi._chunks(0, 4096) == []
 
 
+def test_inputs_are_tokenized_longest_first_so_each_chunk_holds_similar_lengths(classifier, tokenizer, monkeypatch):
+    """Shuffled inputs are ordered by characters before chunking: each chunk's token lengths lie in a
+    band of their own, the bands descend, and the scores still come back in input order."""
+    rng = np.random.default_rng(11)
+    pairs = [("where is the tower", " ".join(["paris"] * int(k))) for k in rng.permutation(np.arange(1, 41))]
+    assert [int(i) for i in fi._input_order([3, 9, 1, 9])] == [1, 3, 0, 2]  # longest first, ties in input order
+    chunk_lengths = []
+    prepare_batches = fi._prepare_batches
+
+    def recording(sequences, *args, **kwargs):
+        chunk_lengths.append([len(sequence) for sequence in sequences])
+        return prepare_batches(sequences, *args, **kwargs)
+
+    monkeypatch.setattr(fi, "_prepare_batches", recording)
+    scores = fi.score_pairs(classifier, tokenizer, pairs, [2] * len(pairs), max_length=128, chunk_size=8)
+    assert [len(lengths) for lengths in chunk_lengths] == [8] * 5
+    assert all(min(longer) >= max(shorter) for longer, shorter in zip(chunk_lengths, chunk_lengths[1:]))
+    torch.testing.assert_close(scores, _stock_logits(classifier, tokenizer, pairs, [2] * len(pairs)), rtol=1e-5,
+                               atol=1e-5)
+
+
 def test_pool_chunk_size_gives_each_worker_two_chunks():
     assert fi.pool_chunk_size(10_000, 2) == 2500
     assert fi.pool_chunk_size(10_001, 2) == 2501  # rounded up: never a fifth chunk for two workers

@@ -1,34 +1,37 @@
-"""``torch.compile`` for XMOD encoders: the dense work compiled, the language-adapter dispatch left eager.
+"""``torch.compile`` for XMOD encoders: each layer one graph, its language adapters included.
 
 Compiling a whole XMOD model does not serve it: each row's adapter is picked from ``lang_ids``
-(data-dependent control flow), so the compiler either breaks every layer's graph at the adapter
-call, from where the fusions around it are lost, or specialises on a batch's language layout and
-compiles again for the next. And sentence-transformers' ``model.compile()`` wraps the module's own
-call, which the fast paths of ``MonoXM`` and ``ColBERTXM`` never go through.
+(data-dependent control flow), so the compiler breaks the graph at every layer's adapter call, or
+specialises on one batch's exact language layout and compiles again for the next. And
+sentence-transformers' ``model.compile()`` wraps the module's own call, which the fast paths of
+``MonoXM`` and ``ColBERTXM`` never go through.
 
-Here the encoder runs as one compiled graph per layer -- the previous layer's adapter residual and
-layer norm, then attention, feed-forward and the layer norm before the adapters -- with one eager
-call in between that runs each language's adapter on its rows
-(:func:`xm_integrations.fast_inference.run_adapters`). The graphs are shared by every layer and
-every model of a process with the same settings, and with ``dynamic=True`` (the default) one
-compilation serves every batch shape. The compiler fuses what eager mode runs as separate
-kernels: under fp16 autocast, the float32 residual stream and layer norms and the casts around
-every matrix product.
+Here the language dispatch is done once per forward pass on the host
+(:func:`xm_integrations.fast_inference.adapter_runs`: which adapters, where each run of rows
+starts), and every layer runs as one compiled graph that takes those adapters and starts as
+inputs: attention, feed-forward, one adapter call per run of rows, the residuals and layer
+norms. One graph serves every layer and every batch shape of a layout -- how many runs of
+languages a batch has (a batch of five languages has five runs) and whether it has an attention
+mask -- and each layout compiles once (:func:`_compiled`). A batch whose rows are not grouped by
+language (the stock batching's) is grouped for the encoder and put back after it. The compiler
+fuses what eager mode runs as separate kernels: under fp16 autocast, the float32 residual stream
+and layer norms and the casts around every matrix product.
 
-Measured on an H200 (``docs/benchmarks.md``), xmod-base's shape under fp16 autocast: the forward
-passes alone went from 29.0-31.5% to 36.7-39.9% model FLOPs utilisation with one language, with
-scores within autocast's own rounding, but stayed at 27.0-28.7% with five (the host then takes
-longer to queue a compiled batch, 28 ms, than the GPU to run it). End to end the gain is smaller
-still (``MonoXM`` 0.87-1.06x, ``ColBERTXM`` 0.98-1.19x) and the first call compiles (6-20 s), so
-nothing compiles unless asked: it is ``model.compile()``, for long jobs in one language. Most of
-the host's share was inductor's Python wrapper: with ``options={"cpp_wrapper": True}`` the host queued
-a batch in 8.6 / 13.9 ms instead of 18.7 / 28.1 ms, and five languages gained as much as one
-(1.26x eager), at the price of an 86 s first compilation (not measured end to end).
+Measured on an H200 (``docs/benchmarks.md``), xmod-base's shape under fp16 autocast, pre-tokenized
+32k-token batches: 36.6-40.2% model FLOPs utilisation with one language, 34.4-37.9% with five
+(eager: 28.6-31.6% / 26.8-30.1%), the first compilation 3-13 s. An earlier layout, with the adapters
+eager between graphs, reached the same with one language but 33.4% with five: it called 36 graphs
+and ran the adapters' kernels one by one from Python, and with five languages the host took longer
+to queue a batch than the GPU to run it. Adapters through one grouped matrix product
+(``torch.nn.functional.grouped_mm``, one graph for every language mix) measured 37.2-37.5%, but
+compile only in bfloat16 in torch 2.11 (5-7e-3 relative error in the adapters' output, against
+6e-4 in fp16) and synchronise in fp16 eager mode: not used.
 """
 
 from __future__ import annotations
 
 import threading
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -37,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions
 
-from xm_integrations.fast_inference import adapter_input, run_adapters
+from xm_integrations.fast_inference import adapter_input, adapter_runs, apply_adapter_runs, lang_segments
 
 try:  # transformers' collector of recorded outputs (every supported version, >= 5.17, has it)
     from transformers.utils.output_capturing import _active_collector
@@ -50,7 +53,11 @@ __all__ = ["CompilableXmodMixin", "compile_xmod_layers"]
 #: (SDPA's booleans or ``None``; eager attention's additive float mask).
 _SUPPORTED_ATTENTION = ("sdpa", "eager")
 
-_COMPILED: dict[str, tuple[Callable, Callable, Callable]] = {}
+#: Batches with more runs of languages than this run their layers uncompiled: each count of runs
+#: compiles a graph of its own (seconds each).
+MAX_COMPILED_RUNS = 8
+
+_COMPILED: dict[tuple[str, int, bool], Callable] = {}
 _COMPILED_LOCK = threading.Lock()
 
 
@@ -76,28 +83,48 @@ def _before_adapters(layer: torch.nn.Module, hidden_states: Tensor, attention_ma
     return adapter_input(output, hidden)
 
 
-def _after_adapters(layer: torch.nn.Module, adapted: Tensor, residual: Tensor) -> Tensor:
-    """The rest of ``XmodLayer.forward``: the adapter residual, then the post-norm layer norm."""
-    hidden = adapted + residual
+def _layer_forward(layer: torch.nn.Module, hidden_states: Tensor, attention_mask: Tensor | None,
+                   adapters: list[torch.nn.Module], starts: list[int]) -> Tensor:
+    """``XmodLayer.forward`` in inference, for rows whose runs of equal languages start at ``starts``
+    and use ``adapters`` (:func:`~xm_integrations.fast_inference.adapter_runs`)."""
+    adapter_in, residual = _before_adapters(layer, hidden_states, attention_mask)
+    hidden = apply_adapter_runs(layer.output, adapters, starts, adapter_in) + residual
     return hidden if layer.pre_norm else layer.output.LayerNorm(hidden)
 
 
-def _between_adapters(previous: torch.nn.Module, adapted: Tensor, residual: Tensor, layer: torch.nn.Module,
-                      attention_mask: Tensor | None) -> tuple[Tensor, Tensor]:
-    """The end of one layer and the next layer up to its adapters: one graph, so the layer norm that
-    ends a layer fuses with what starts the next."""
-    return _before_adapters(layer, _after_adapters(previous, adapted, residual), attention_mask)
+def _compiled(settings: dict[str, Any], runs: int, masked: bool) -> Callable:
+    """The compiled layer for these ``torch.compile`` settings and this batch layout (how many runs
+    of languages, whether there is an attention mask), made once per process.
 
-
-def _compiled(settings: dict[str, Any]) -> tuple[Callable, Callable, Callable]:
-    """The compiled graphs (first layer, between two layers, last layer) for these ``torch.compile``
-    settings, made once per process."""
-    key = repr(sorted(settings.items()))
+    Each layout compiles a copy of :func:`_layer_forward`'s code of its own: torch's dynamo keeps
+    the graphs of one function's code together and stops compiling it after 8, and the layouts of
+    one job could pass that (five languages with and without padding are ten), leaving the rest
+    uncompiled (a 5-language ColBERT-XM job ran at 0.44x eager on an H200 that way).
+    """
+    key = (repr(sorted(settings.items())), runs, masked)
     with _COMPILED_LOCK:
         if key not in _COMPILED:
-            _COMPILED[key] = tuple(torch.compile(function, **settings)
-                                   for function in (_before_adapters, _between_adapters, _after_adapters))
+            name = f"_layer_forward_{runs}_runs{'_masked' if masked else ''}"
+            code = _layer_forward.__code__.replace(co_name=name)
+            _COMPILED[key] = torch.compile(types.FunctionType(code, _layer_forward.__globals__, name), **settings)
         return _COMPILED[key]
+
+
+def _grouped_by_language(lang_ids: Tensor, num_languages: int) -> tuple[Tensor | None, Tensor | list[int]]:
+    """``(order, ids)``: the row order that puts each language's rows together (``None`` when they
+    already are, as in the fast paths' batches) and the ids in that order.
+
+    The compiled layer takes one input per run of rows, and the same adapter in two runs is a
+    different graph input layout (dynamo guards on the aliasing), so a batch like the stock
+    batching's, with a language in several runs, is reordered for the encoder and back after it.
+    Attention stays within each row, so the order changes nothing else.
+    """
+    segments = lang_segments(lang_ids, num_languages)
+    if len({index for index, _, _ in segments}) == len(segments):
+        return None, lang_ids
+    runs = sorted(segments, key=lambda segment: segment[0])  # stable: a language's rows keep their order
+    order = torch.tensor([row for _, start, stop in runs for row in range(start, stop)])
+    return order, [index for index, start, stop in runs for _ in range(start, stop)]
 
 
 def _outputs_recorded() -> bool:
@@ -128,25 +155,34 @@ class _CompiledEncoderForward:
                 or any(value is not None for value in kwargs.values()) or _outputs_recorded()):
             return type(encoder).forward(encoder, hidden_states, lang_ids, attention_mask, encoder_hidden_states,
                                          encoder_attention_mask, past_key_values, use_cache, **kwargs)
-        first, between, last = _compiled(self.settings)
         layers = list(encoder.layer)
-        hidden, residual = first(layers[0], hidden_states, attention_mask)
-        for previous, layer in zip(layers, layers[1:]):
-            hidden, residual = between(previous, run_adapters(previous.output, lang_ids, hidden), residual, layer,
-                                       attention_mask)
-        hidden_states = last(layers[-1], run_adapters(layers[-1].output, lang_ids, hidden), residual)
+        order, lang_ids = _grouped_by_language(lang_ids, len(layers[0].output.adapter_modules))
+        if order is not None:
+            order = order.to(hidden_states.device)
+            hidden_states = hidden_states[order]
+            if attention_mask is not None and attention_mask.shape[0] == len(order) > 1:
+                attention_mask = attention_mask[order]
+        runs = [adapter_runs(layer.output, lang_ids) for layer in layers]
+        count = len(runs[0][0])
+        forward = (_compiled(self.settings, count, attention_mask is not None) if count <= MAX_COMPILED_RUNS
+                   else _layer_forward)
+        for layer, (adapters, starts) in zip(layers, runs):
+            hidden_states = forward(layer, hidden_states, attention_mask, adapters, starts)
+        if order is not None:
+            hidden_states = hidden_states[torch.argsort(order)]
         if encoder.is_pre_norm:
             hidden_states = encoder.LayerNorm(hidden_states)
         return BaseModelOutputWithPastAndCrossAttentions(last_hidden_state=hidden_states)
 
 
 def compile_xmod_layers(model: torch.nn.Module, **compile_kwargs: Any) -> int:
-    """Compile the dense work of every XMOD encoder in ``model`` (in place); the adapter dispatch stays eager.
+    """Compile every XMOD encoder layer in ``model`` (in place), language adapters included.
 
     Args:
         model: Any module holding XMOD encoders (a sentence-transformers model, a bare ``XmodModel``).
         **compile_kwargs: Passed to :func:`torch.compile` (``mode``, ``backend``, ``options``,
-            ...); ``dynamic`` defaults to ``True``, so batches of any shape reuse one compilation.
+            ...); ``dynamic`` defaults to ``True``, so batches of any shape reuse the compilation
+            of their layout (count of language runs, mask or not).
 
     Returns:
         The number of layers compiled. Calling again replaces the settings.
@@ -186,16 +222,18 @@ class CompilableXmodMixin:
         raise NotImplementedError
 
     def compile(self, *args: Any, **kwargs: Any) -> None:
-        """Compile the XMOD layers with :func:`torch.compile`; each language's adapter still runs eagerly.
+        """Compile the XMOD layers with :func:`torch.compile`, one graph per layer, adapters included.
 
-        Keyword arguments go to :func:`torch.compile` (``dynamic`` defaults to ``True``: one
-        compilation serves every batch shape). The first forward pass afterwards compiles (6-20 s
-        on an H200). Measured there (``docs/benchmarks.md``): long jobs in one language gain
-        (``ColBERTXM`` 100,000 passages 1.19x, ``MonoXM`` 10,000 pairs 1.06x); five mixed languages
-        and calls of 1,000 pairs do not (0.87-1.05x), so it is not a default. With five languages
-        the host is the bound; ``options={"cpp_wrapper": True}`` halved its time in a probe (the
-        forward passes 1.26x eager with one or five languages) but compiles for 86 s. Positional
-        arguments are refused, as :func:`torch.compile` takes none besides the model.
+        Keyword arguments go to :func:`torch.compile` (``dynamic`` defaults to ``True``: batches of
+        any shape reuse one compilation per layout -- count of language runs, padded or not). The
+        first forward pass of each layout compiles (3-13 s on an H200; about 60 s with
+        ``options={"cpp_wrapper": True}``). Measured there (``docs/benchmarks.md``), ``MonoXM`` on
+        10,000 pairs: 1.06x / 1.28x the default with one / five languages (29.2% / 28.0% model
+        FLOPs utilisation); with ``options={"cpp_wrapper": True}``, whose C++ wrapper leaves the
+        host less to do per batch, 1.26x / 1.41x (34.7% / 30.9%). On 1,000 pairs: 0.93-1.12x, and
+        1.26-1.30x with the C++ wrapper. The first call's compilation would dominate short jobs, so
+        it is not a default. Positional arguments are refused, as :func:`torch.compile` takes none
+        besides the model.
         """
         if args:
             raise TypeError(f"compile() takes keyword arguments only (those of torch.compile), got {len(args)} "
