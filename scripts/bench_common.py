@@ -291,16 +291,24 @@ def free_memory() -> None:
 COMPILE_VARIANTS = {"compile()": {}, "compile(cpp_wrapper)": {"options": {"cpp_wrapper": True}}}
 
 
-def compile_and_time_first_call(model: torch.nn.Module, first_call: Callable[[], Any], device: str,
-                                **compile_kwargs: Any) -> float:
-    """``model.compile(**compile_kwargs)``, then the seconds of ``first_call()``, which compiles (the
-    rows time later calls)."""
-    model.compile(**compile_kwargs)
-    sync(device)
-    start = time.perf_counter()
-    first_call()
-    sync(device)
-    return time.perf_counter() - start
+def compiled_variants(args: argparse.Namespace, model: torch.nn.Module, first_call: Callable[[], Any], device: str,
+                      prefix: str, *, gpu_variants: bool) -> Iterator[str]:
+    """The wanted ``<prefix> compile()`` rows (``compile(cpp_wrapper)`` only with ``gpu_variants``),
+    one at a time: ``model.compile(...)``, ``first_call()`` (which compiles: untimed by the rows,
+    its seconds printed), then the row's name for the caller to measure; the model is uncompiled
+    again before the next."""
+    for label, compile_kwargs in COMPILE_VARIANTS.items():
+        variant = f"{prefix} {label}"
+        if not wanted(args, variant) or (compile_kwargs and not gpu_variants):
+            continue
+        model.compile(**compile_kwargs)
+        sync(device)
+        start = time.perf_counter()
+        first_call()
+        sync(device)
+        print(f"# {variant}: first call (64 inputs, compiles) {time.perf_counter() - start:.1f} s", flush=True)
+        yield variant
+        remove_compiled_layers(model)
 
 
 @contextlib.contextmanager
@@ -319,8 +327,8 @@ def previous_chunking(chunk_size: int) -> Iterator[None]:
 
 def remove_compiled_layers(model: torch.nn.Module) -> None:
     """Undo ``compile()`` on the XMOD layers of ``model``: each layer runs its own forward again, and
-    the graphs compiled so far are dropped (torch's dynamo keeps at most 8 per function, which the
-    variants of one run would otherwise share)."""
+    the graphs compiled so far are dropped, so that the next variant compiles (and times its first
+    call) from scratch."""
     for module in model.modules():
         module.__dict__.pop("forward", None)
     torch._dynamo.reset()

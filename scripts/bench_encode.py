@@ -227,16 +227,12 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
         with bc.previous_chunking(8192):
             measure("ColBERTXM unordered chunks of 8192", colbertxm())
     gpu_variants = cuda or args.all_variants
-    for label, compile_kwargs in bc.COMPILE_VARIANTS.items():
-        if not bc.wanted(args, f"ColBERTXM {label}") or (compile_kwargs and not gpu_variants):
-            continue
-        _, first_texts, first_codes = workloads[0]
-        seconds = bc.compile_and_time_first_call(
-            model, lambda: model.encode_document(first_texts[:64], language=first_codes[:64], show_progress_bar=False),
-            device, **compile_kwargs)
-        print(f"# ColBERTXM {label}: first call (64 passages, compiles) {seconds:.1f} s", flush=True)
-        measure(f"ColBERTXM {label}", colbertxm())
-        bc.remove_compiled_layers(xmod)
+    _, first_texts, first_codes = workloads[0]
+    for variant in bc.compiled_variants(
+            args, model, lambda: model.encode_document(first_texts[:64], language=first_codes[:64],
+                                                       show_progress_bar=False),
+            device, "ColBERTXM", gpu_variants=gpu_variants):
+        measure(variant, colbertxm())
     model.fast_inference = False
     measure("ColBERTXM fast_inference=False", colbertxm(), subset=slow_n)
     model.fast_inference = True

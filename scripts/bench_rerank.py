@@ -261,21 +261,15 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
     runner.measure("fast fp32 (reference)", fast("fp32"), reference=True)
     runner.measure("tokenize only", tokenize_only)
     _stock_and_flag(runner, path, device, cuda)
-    # What users get: the fast path (fp16 autocast on CUDA, float32 on CPU).
     def measure_compiled(prefix: str) -> None:
-        """The ``<prefix> compile()`` rows: ``mono.compile(...)``, the first call (it compiles) printed."""
-        for label, compile_kwargs in bc.COMPILE_VARIANTS.items():
-            variant = f"{prefix} {label}"
-            if not bc.wanted(args, variant) or (compile_kwargs and not gpu_variants):
-                continue
-            first = workloads[0]
-            seconds = bc.compile_and_time_first_call(
-                mono, lambda: mono.predict(first.pairs[:64], language=first.languages[:64], show_progress_bar=False),
-                device, **compile_kwargs)
-            print(f"# {variant}: first call (64 pairs, compiles) {seconds:.1f} s", flush=True)
+        """The ``<prefix> compile()`` rows (:func:`bench_common.compiled_variants`)."""
+        first = workloads[0]
+        for variant in bc.compiled_variants(
+                args, mono, lambda: mono.predict(first.pairs[:64], language=first.languages[:64], show_progress_bar=False),
+                device, prefix, gpu_variants=gpu_variants):
             runner.measure(variant, mono_predict())
-            bc.remove_compiled_layers(hf)
 
+    # What users get: the fast path (fp16 autocast on CUDA, float32 on CPU).
     runner.measure("MonoXM (default)", mono_predict())
     if bc.wanted(args, "MonoXM unordered chunks of 4096"):
         with bc.previous_chunking(4096):

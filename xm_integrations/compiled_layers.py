@@ -99,7 +99,7 @@ def _compiled(settings: dict[str, Any], runs: int, masked: bool) -> Callable:
     Each layout compiles a copy of :func:`_layer_forward`'s code of its own: torch's dynamo keeps
     the graphs of one function's code together and stops compiling it after 8, and the layouts of
     one job could pass that (five languages with and without padding are ten), leaving the rest
-    uncompiled (a 5-language ColBERT-XM job ran at 0.44x eager on an H200 that way).
+    uncompiled (a 5-language ColBERT-XM job ran at 0.44x the uncompiled default on an H200 that way).
     """
     key = (repr(sorted(settings.items())), runs, masked)
     with _COMPILED_LOCK:
