@@ -60,6 +60,7 @@ TABLE_COLUMNS = (
     ("mfu", "MFU", "{:.1%}"),
     ("bandwidth_frac", "BW/copy", "{:.1%}"),
     ("peak_mem_gib", "peak GiB", "{:.2f}"),
+    ("first_call_s", "1st call s", "{:.1f}"),
     ("max_rel_err", "max rel err", "{:.1e}"),
     ("err_over_std", "err/std", "{:.3f}"),
     ("top10_same", "top10 same", "{:.0%}"),
@@ -312,12 +313,14 @@ def compiled_variants(args: argparse.Namespace, model: torch.nn.Module, first_ca
 
 
 @contextlib.contextmanager
-def previous_chunking(chunk_size: int) -> Iterator[None]:
-    """The fast path's pipeline as it was before inputs were ordered by characters: chunks in input
-    order, doubling up to ``chunk_size`` (4,096 pairs for reranking, 8,192 texts for encoding), for
-    rows that compare the two in one run."""
+def chunking(chunk_size: int, *, ordered: bool) -> Iterator[None]:
+    """The fast path's pipeline with chunks doubling up to ``chunk_size`` inputs, in input order
+    (``ordered=False``: the pipeline as it was before inputs were ordered by characters, with 4,096
+    pairs for reranking and 8,192 texts for encoding) or ordered by characters as the default is;
+    for rows that separate the ordering from the chunk size in one run."""
     input_order, chunks = fi._input_order, fi._chunks
-    fi._input_order = lambda sizes: np.arange(len(sizes))
+    if not ordered:
+        fi._input_order = lambda sizes: np.arange(len(sizes))
     fi._chunks = lambda count, _chunk_size, first=fi.FIRST_CHUNK: chunks(count, chunk_size, first)
     try:
         yield
@@ -340,6 +343,15 @@ class Timing:
     runs: list[float]
     peak_mem_gib: float | None
     result: Any = None
+
+
+def timed_once(fn: Callable[[], Any], device: str) -> float:
+    """Seconds of one ``fn()`` call, synchronised before and after (a first call that compiles)."""
+    sync(device)
+    start = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - start
 
 
 def time_call(fn: Callable[[], Any], device: str, *, repeats: int = 3, max_seconds: float = 30.0,

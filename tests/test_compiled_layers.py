@@ -11,6 +11,7 @@ from transformers import XmodConfig, XmodForSequenceClassification
 
 from xm_integrations import ColBERTXM, MonoXM
 from xm_integrations import compiled_layers as cl
+from xm_integrations import fast_inference as fi
 from xm_integrations.testing.checkpoints import build_tiny_tokenizer
 
 LANGS = ["en_XX", "fr_XX", "de_DE", "es_XX", "zh_CN"]
@@ -107,9 +108,29 @@ def test_each_count_of_language_runs_is_one_graph(tokenizer, monkeypatch):
             assert backend.graphs == graphs, position
 
 
+def test_unpadded_batches_share_the_padded_batches_graph(tokenizer):
+    """In the fast paths, a batch without padding (no attention mask reaches the encoder) runs the
+    graph of padded batches with the same count of runs, masking nothing, and computes what the
+    stock layers do."""
+    model, stock_model = _classifier(), _classifier()
+    backend = _CountingBackend()
+    cl.compile_xmod_layers(model, backend=backend)
+    batch = _batch(tokenizer)
+    assert not batch["attention_mask"].all()
+    batch["attention_mask"] = fi._model_attention_mask(model, batch["attention_mask"], padded=True)
+    unpadded = torch.tensor(np.random.default_rng(3).integers(5, len(tokenizer), size=(12, 20)))
+    five_runs = torch.tensor([0, 3, 3, 1, 4, 2, 2])
+    with torch.inference_mode():
+        for inputs, lang_ids in ((batch, LANG_IDS), ({"input_ids": unpadded}, LANG_IDS),
+                                 ({"input_ids": unpadded[:7, :11]}, five_runs)):
+            torch.testing.assert_close(model(**inputs, lang_ids=lang_ids).logits,
+                                       stock_model(**inputs, lang_ids=lang_ids).logits, rtol=1e-5, atol=1e-6)
+            assert backend.graphs == 1
+
+
 def test_each_layout_compiles_apart_so_the_compilers_limit_applies_per_layout(tokenizer):
     """torch's dynamo stops compiling a function's code after ``recompile_limit`` graphs and runs it
-    eagerly; each layout (count of runs, mask or not) has code of its own, so with a limit of 1
+    eagerly; each layout (count of runs) has code of its own, so with a limit of 1
     every layout still compiles."""
     model, stock_model = _classifier(), _classifier()
     backend = _CountingBackend()
