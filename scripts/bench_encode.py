@@ -181,8 +181,8 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
                     items_per_s=n / timing.seconds, ms_per_1k=1e6 * timing.seconds / n,
                     tokens_per_s=tokens / timing.seconds,
                     mfu=(flops / timing.seconds / ceilings["matmul_bf16_flops"]) if len(vectors) else None,
-                    peak_mem_gib=timing.peak_mem_gib, out_device=out_device, note=acc.pop("note", note), **acc,
-                    **({} if first_call_s is None else {"first_call_s": first_call_s}))
+                    peak_mem_gib=timing.peak_mem_gib, first_call_s=first_call_s, out_device=out_device,
+                    note=acc.pop("note", note), **acc)
 
     def fast(**kwargs) -> EncodeFn:
         def encode(texts, codes):

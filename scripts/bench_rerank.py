@@ -143,7 +143,8 @@ class Runner:
                 timing = bc.time_call(lambda: score(state), self.device, repeats=self.args.repeats,
                                       max_seconds=max_seconds)
             else:
-                first_call_s = bc.timed_once(lambda: score(pairs, langs), self.device) if warm_full else None
+                if warm_full:
+                    first_call_s = bc.timed_once(lambda: score(pairs, langs), self.device)
                 timing = bc.time_call(
                     lambda: score(pairs, langs), self.device, repeats=self.args.repeats, max_seconds=max_seconds,
                     warmup=(lambda: None) if warm_full else (
@@ -172,7 +173,7 @@ class Runner:
                 items_per_s=n / timing.seconds, ms_per_1k=1e6 * timing.seconds / n,
                 tokens_per_s=float(wl.token_lengths[idx].sum()) / timing.seconds,
                 mfu=flops / timing.seconds / self.peak_flops, peak_mem_gib=timing.peak_mem_gib,
-                note=note, **acc, **({} if first_call_s is None else {"first_call_s": first_call_s}),
+                first_call_s=first_call_s, note=note, **acc,
             )
             if seconds_per_pair is None:
                 seconds_per_pair = timing.seconds / n
