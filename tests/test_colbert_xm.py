@@ -627,6 +627,30 @@ def test_fast_document_path_equals_colbert_ai(fast_model, monkeypatch):
     assert _max_diff(ours, expected) <= ATOL
 
 
+def test_fast_document_path_tokenizing_in_a_child_process(fast_model, monkeypatch):
+    """What a GPU runs (tokenization in :mod:`xm_integrations.tokenizer_process`), on the CPU: colbert-ai's vectors."""
+    import time
+
+    from xm_integrations import fast_inference as fi
+
+    process = fi._tokenizer_process(fast_model.tokenizer, fast_model.colbert_encoding.doc_maxlen - 1, "longest_first")
+    deadline = time.monotonic() + 60
+    while not process.ready:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    encoded = []
+    encode = type(process).encode
+    monkeypatch.setattr(type(process), "encode", lambda self, *a, **k: encoded.append(1) or encode(self, *a, **k))
+    monkeypatch.setattr(fi, "_tokenize_in_process", lambda device, count: True)
+    documents = REFERENCE["documents"]
+    codes = [REFERENCE["languages"][i % len(REFERENCE["languages"])] for i in range(len(documents))]
+    ours = fast_model.encode_document(documents, language=codes)
+    assert encoded
+    expected = [_reference_documents(ARRAYS, code)[i] for i, code in enumerate(codes)]
+    assert [len(v) for v in ours] == ARRAYS["doc_lengths"].tolist()
+    assert _max_diff(ours, expected) <= ATOL
+
+
 def test_fast_document_path_equals_stock_path(fast_model, stock_model, plain, monkeypatch):
     calls = _spy_fast_path(monkeypatch)
     fast = fast_model.encode_document(FAST_DOCUMENTS, language=FAST_LANGUAGES, batch_size=2)
@@ -686,6 +710,45 @@ def test_fast_path_is_only_for_what_it_reproduces(tiny_colbert_xm, fast_model, m
     stock = ColBERTXM(tiny_colbert_xm, device="cpu", fast_inference=False)
     stock.encode_document(["a text"], language="fr")
     assert calls == [1, 1] and not stock._takes_fast_path({"device": "cuda"})
+
+
+def _stock_encode_takes(name: str) -> bool:
+    import inspect
+
+    from sentence_transformers import MultiVectorEncoder
+
+    return name in inspect.signature(MultiVectorEncoder.encode_document).parameters
+
+
+@pytest.mark.skipif(not _stock_encode_takes("truncate_dim"), reason="truncate_dim needs sentence-transformers >= 6.3")
+def test_fast_path_truncates_like_stock(tiny_colbert_xm, fast_model, stock_model, monkeypatch):
+    """The call's ``truncate_dim``, or the model's, through the fast path: stock's truncated, renormalised vectors."""
+    calls = _spy_fast_path(monkeypatch)
+    dim = REFERENCE["config"]["dim"] // 2
+    stock = stock_model.encode_document(FAST_DOCUMENTS, language=FAST_LANGUAGES, truncate_dim=dim)
+    assert calls == [] and {v.shape[1] for v in stock} == {dim}
+    fast = fast_model.encode_document(FAST_DOCUMENTS, language=FAST_LANGUAGES, truncate_dim=dim)
+    assert calls == [1]
+    assert [v.shape for v in fast] == [v.shape for v in stock]
+    assert _max_diff(fast, [v.numpy() for v in stock]) <= ATOL
+    truncating = ColBERTXM(tiny_colbert_xm, device="cpu", truncate_dim=dim)
+    assert _max_diff(truncating.encode_document(FAST_DOCUMENTS, language=FAST_LANGUAGES), [v.numpy() for v in stock]) <= ATOL
+    assert calls == [1, 1]
+
+
+@pytest.mark.skipif(not _stock_encode_takes("token_pooling"), reason="token pooling needs sentence-transformers >= 6.2")
+def test_token_pooling_keeps_the_stock_path(fast_model, stock_model, monkeypatch):
+    from sentence_transformers.multi_vector_encoder.modules.token_pooling import LambdaTokenPooling
+
+    calls = _spy_fast_path(monkeypatch)
+    every_other = LambdaTokenPooling(lambda embedding: embedding[::2])
+    stock = stock_model.encode_document(FAST_DOCUMENTS, language=FAST_LANGUAGES, token_pooling=every_other)
+    pooled = fast_model.encode_document(FAST_DOCUMENTS, language=FAST_LANGUAGES, token_pooling=every_other)
+    monkeypatch.setattr(fast_model, "token_pooling", every_other)  # the model's default pooler
+    by_default = fast_model.encode_document(FAST_DOCUMENTS, language=FAST_LANGUAGES)
+    assert calls == []
+    assert _max_diff(pooled, [v.numpy() for v in stock]) <= ATOL
+    assert _max_diff(by_default, [v.numpy() for v in stock]) <= ATOL
 
 
 def test_fast_path_with_a_prompt_prepends_like_stock(fast_model, stock_model):

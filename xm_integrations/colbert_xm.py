@@ -47,7 +47,6 @@ from transformers import XmodPreTrainedModel
 from xm_integrations.compiled_layers import CompilableXmodMixin
 from xm_integrations.fast_inference import (
     ColBERTDocumentHead,
-    colbert_document_ids,
     default_autocast_dtype,
     encode_texts,
     fast_path_enabled,
@@ -82,11 +81,12 @@ logger = logging.getLogger(__name__)
 #: error in sentence-transformers 6.2), so it always goes there.
 _FAST_PATH_ARGUMENTS = frozenset({
     "batch_size", "show_progress_bar", "convert_to_numpy", "device", "task", "prompt", "prompt_name",
-    "output_value", "normalize_embeddings",
+    "output_value", "normalize_embeddings", "truncate_dim",
 })
 
 #: ``encode`` arguments that mean nothing when ``None`` (the fast path takes them as absent).
-_UNUSED_WHEN_NONE = frozenset({"pool", "chunk_size", "token_pooling"})
+#: sentence-transformers >= 6.3 passes ``truncate_dim=None`` from ``encode_document`` explicitly.
+_UNUSED_WHEN_NONE = frozenset({"pool", "chunk_size", "token_pooling", "truncate_dim"})
 
 #: colbert-ai 0.2.22's defaults (``colbert/infra/config/settings.py``), used for fields that a
 #: checkpoint's ``artifact.metadata`` leaves out or sets to null.
@@ -639,8 +639,9 @@ class ColBERTXM(XmodLanguageMixin, CompilableXmodMixin, MultiVectorEncoder):
         Only for what the fast path reproduces: documents (``task`` ``"document"`` or none), one
         process on one device, raw token embeddings without extra normalisation, no prompt other
         than the document marker (inserted as an id either way), and a model made of the stock
-        ``Transformer, Dense, MultiVectorMask, Normalize`` as ColBERTXM builds it. Pools take it
-        inside each worker (the worker calls :meth:`encode` on its device).
+        ``Transformer, Dense, MultiVectorMask, Normalize`` as ColBERTXM builds it, without token
+        pooling; ``truncate_dim`` (the call's, else the model's) is reproduced. Pools take it inside
+        each worker (the worker calls :meth:`encode` on its device).
         """
         if set(kwargs) - _FAST_PATH_ARGUMENTS:
             return False
@@ -649,6 +650,8 @@ class ColBERTXM(XmodLanguageMixin, CompilableXmodMixin, MultiVectorEncoder):
         if kwargs.get("output_value", "token_embeddings") != "token_embeddings" or kwargs.get("normalize_embeddings"):
             return False
         if not self._fast_prompt_is_marker(kwargs.get("prompt"), kwargs.get("prompt_name")):
+            return False
+        if getattr(self, "token_pooling", None) is not None:  # a model-wide default pooler (sentence-transformers >= 6.3)
             return False
         if getattr(self, "_placement_is_delegated", False) or self._fast_document_head_parts() is None:
             return False
@@ -704,9 +707,15 @@ class ColBERTXM(XmodLanguageMixin, CompilableXmodMixin, MultiVectorEncoder):
         prompt_name: str | None = None,
         output_value: str | None = "token_embeddings",
         normalize_embeddings: bool = False,
+        truncate_dim: int | None = None,
     ) -> list[Any]:
         """Stock ``encode`` of routed documents through the fast path: the same list of ``(tokens, dim)``
-        tensors (on the model's device, or NumPy arrays with ``convert_to_numpy``)."""
+        tensors (on the model's device, or NumPy arrays with ``convert_to_numpy``).
+
+        Stock truncates the normalised vectors to ``truncate_dim`` and normalises them again; the
+        first ``truncate_dim`` rows of the projection, normalised once, are the same vectors (a
+        vector's direction does not depend on its scale) for a smaller matrix product.
+        """
         if batch_size <= 0:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
         if show_progress_bar is None:
@@ -715,19 +724,18 @@ class ColBERTXM(XmodLanguageMixin, CompilableXmodMixin, MultiVectorEncoder):
             self.to(device)
         self.eval()
         weight, skiplist = self._fast_document_head_parts()
+        if truncate_dim is None:
+            truncate_dim = getattr(self, "truncate_dim", None)  # the model's default (sentence-transformers >= 6.3)
+        if truncate_dim is not None:
+            weight = weight[:truncate_dim]
         head = ColBERTDocumentHead(weight, [] if skiplist is None else skiplist.to(weight.device),
                                    out_device="cpu" if convert_to_numpy else None)
-        encoding, tokenizer = self.colbert_encoding, self.tokenizer
-
-        def tokenize(chunk: Sequence[str]) -> list[list[int]]:
-            return colbert_document_ids(tokenizer, chunk, doc_maxlen=encoding.doc_maxlen,
-                                        marker_id=encoding.doc_marker_id)
-
+        encoding = self.colbert_encoding
         lang_ids = np.fromiter((text.lang_id for text in texts), dtype=np.int64, count=len(texts))
         xmod = self._xmod_model()
         vectors = encode_texts(
-            xmod, tokenizer, [str(text) for text in texts], lang_ids, head=head, split=head.split,
-            tokenize_fn=tokenize, autocast_dtype=default_autocast_dtype(self.device, xmod.dtype),
+            xmod, self.tokenizer, [str(text) for text in texts], lang_ids, head=head, split=head.split,
+            max_length=encoding.doc_maxlen, document_marker_id=encoding.doc_marker_id, autocast_dtype=default_autocast_dtype(self.device, xmod.dtype),
             show_progress_bar=show_progress_bar, progress_desc="Encoding documents",  # stock's label
         )
         if convert_to_numpy:
