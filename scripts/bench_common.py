@@ -328,18 +328,6 @@ def chunking(chunk_size: int, *, ordered: bool) -> Iterator[None]:
         fi._input_order, fi._chunks = input_order, chunks
 
 
-@contextlib.contextmanager
-def tokenizing_in_thread() -> Iterator[None]:
-    """The fast path with tokenization in its background thread only, as it was before the child
-    process (:mod:`xm_integrations.tokenizer_process`), for rows that compare the two in one run."""
-    in_process = fi._tokenize_in_process
-    fi._tokenize_in_process = lambda device, count: False
-    try:
-        yield
-    finally:
-        fi._tokenize_in_process = in_process
-
-
 def remove_compiled_layers(model: torch.nn.Module) -> None:
     """Undo ``compile()`` on the XMOD layers of ``model``: each layer runs its own forward again, and
     the graphs compiled so far are dropped, so that the next variant compiles (and times its first

@@ -14,9 +14,6 @@ Variants (rows):
   to that dtype, default arguments (the fast path then runs in it, without autocast);
   ``ColBERTXM unordered chunks of 8192``: the fast path as it was before inputs were ordered by
   characters (chunks in input order, doubling up to 8,192 texts), for comparison in the same run.
-* ``ColBERTXM tokenizing in a thread`` (GPU only): tokenization in the fast path's background thread
-  rather than the child process (:mod:`xm_integrations.tokenizer_process`), as it was before;
-  likewise after ``compile()``.
 * ``ColBERTXM compile()``: the same after ``model.compile()`` (every XMOD layer through
   ``torch.compile``; the first call, which compiles, is untimed and printed);
   ``ColBERTXM compile(cpp_wrapper)`` (GPU variants only): ``compile(options={"cpp_wrapper": True})``.
@@ -192,7 +189,7 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
             head = fi.ColBERTDocumentHead(dense.weight, skiplist)
             ids = np.array([languages.index(c) for c in codes], dtype=np.int64)
             return fi.encode_texts(xmod, tokenizer, texts, ids, head=head, split=head.split,
-                                   max_length=encoding.doc_maxlen, document_marker_id=encoding.doc_marker_id, **kwargs)
+                                   tokenize_fn=tokenize_fn, **kwargs)
         return encode
 
     def colbertxm(batch_size: int | None = None) -> EncodeFn:
@@ -232,23 +229,17 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
     bc.free_memory()
 
     # What users get: the fast path (token budget; fp16 autocast on CUDA, float32 on CPU).
-    gpu_variants = cuda or args.all_variants
     measure("ColBERTXM (default)", colbertxm())
-    if gpu_variants and bc.wanted(args, "ColBERTXM tokenizing in a thread"):
-        with bc.tokenizing_in_thread():
-            measure("ColBERTXM tokenizing in a thread", colbertxm())
     if bc.wanted(args, "ColBERTXM unordered chunks of 8192"):
         with bc.chunking(8192, ordered=False):
             measure("ColBERTXM unordered chunks of 8192", colbertxm())
+    gpu_variants = cuda or args.all_variants
     _, first_texts, first_codes = workloads[0]
     for variant in bc.compiled_variants(
             args, model, lambda: model.encode_document(first_texts[:64], language=first_codes[:64],
                                                        show_progress_bar=False),
             device, "ColBERTXM", gpu_variants=gpu_variants):
         measure(variant, colbertxm(), warm_full=True)
-        if gpu_variants and bc.wanted(args, f"{variant} tokenizing in a thread"):
-            with bc.tokenizing_in_thread():
-                measure(f"{variant} tokenizing in a thread", colbertxm(), warm_full=True)
     model.fast_inference = False
     measure("ColBERTXM fast_inference=False", colbertxm(), subset=slow_n)
     model.fast_inference = True

@@ -627,30 +627,6 @@ def test_fast_document_path_equals_colbert_ai(fast_model, monkeypatch):
     assert _max_diff(ours, expected) <= ATOL
 
 
-def test_fast_document_path_tokenizing_in_a_child_process(fast_model, monkeypatch):
-    """What a GPU runs (tokenization in :mod:`xm_integrations.tokenizer_process`), on the CPU: colbert-ai's vectors."""
-    import time
-
-    from xm_integrations import fast_inference as fi
-
-    process = fi._tokenizer_process(fast_model.tokenizer, fast_model.colbert_encoding.doc_maxlen - 1, "longest_first")
-    deadline = time.monotonic() + 60
-    while not process.ready:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    encoded = []
-    encode = type(process).encode
-    monkeypatch.setattr(type(process), "encode", lambda self, *a, **k: encoded.append(1) or encode(self, *a, **k))
-    monkeypatch.setattr(fi, "_tokenize_in_process", lambda device, count: True)
-    documents = REFERENCE["documents"]
-    codes = [REFERENCE["languages"][i % len(REFERENCE["languages"])] for i in range(len(documents))]
-    ours = fast_model.encode_document(documents, language=codes)
-    assert encoded
-    expected = [_reference_documents(ARRAYS, code)[i] for i, code in enumerate(codes)]
-    assert [len(v) for v in ours] == ARRAYS["doc_lengths"].tolist()
-    assert _max_diff(ours, expected) <= ATOL
-
-
 def test_fast_document_path_equals_stock_path(fast_model, stock_model, plain, monkeypatch):
     calls = _spy_fast_path(monkeypatch)
     fast = fast_model.encode_document(FAST_DOCUMENTS, language=FAST_LANGUAGES, batch_size=2)

@@ -47,6 +47,7 @@ from transformers import XmodPreTrainedModel
 from xm_integrations.compiled_layers import CompilableXmodMixin
 from xm_integrations.fast_inference import (
     ColBERTDocumentHead,
+    colbert_document_ids,
     default_autocast_dtype,
     encode_texts,
     fast_path_enabled,
@@ -651,7 +652,7 @@ class ColBERTXM(XmodLanguageMixin, CompilableXmodMixin, MultiVectorEncoder):
             return False
         if not self._fast_prompt_is_marker(kwargs.get("prompt"), kwargs.get("prompt_name")):
             return False
-        if getattr(self, "token_pooling", None) is not None:  # a model-wide default pooler (sentence-transformers >= 6.3)
+        if getattr(self, "token_pooling", None) is not None:  # the model's default pooler (sentence-transformers 6.3)
             return False
         if getattr(self, "_placement_is_delegated", False) or self._fast_document_head_parts() is None:
             return False
@@ -730,12 +731,17 @@ class ColBERTXM(XmodLanguageMixin, CompilableXmodMixin, MultiVectorEncoder):
             weight = weight[:truncate_dim]
         head = ColBERTDocumentHead(weight, [] if skiplist is None else skiplist.to(weight.device),
                                    out_device="cpu" if convert_to_numpy else None)
-        encoding = self.colbert_encoding
+        encoding, tokenizer = self.colbert_encoding, self.tokenizer
+
+        def tokenize(chunk: Sequence[str]) -> list[list[int]]:
+            return colbert_document_ids(tokenizer, chunk, doc_maxlen=encoding.doc_maxlen,
+                                        marker_id=encoding.doc_marker_id)
+
         lang_ids = np.fromiter((text.lang_id for text in texts), dtype=np.int64, count=len(texts))
         xmod = self._xmod_model()
         vectors = encode_texts(
-            xmod, self.tokenizer, [str(text) for text in texts], lang_ids, head=head, split=head.split,
-            max_length=encoding.doc_maxlen, document_marker_id=encoding.doc_marker_id, autocast_dtype=default_autocast_dtype(self.device, xmod.dtype),
+            xmod, tokenizer, [str(text) for text in texts], lang_ids, head=head, split=head.split,
+            tokenize_fn=tokenize, autocast_dtype=default_autocast_dtype(self.device, xmod.dtype),
             show_progress_bar=show_progress_bar, progress_desc="Encoding documents",  # stock's label
         )
         if convert_to_numpy:

@@ -17,8 +17,7 @@ paying on an H200 without costing accuracy (``docs/benchmarks.md`` has the numbe
   count, over inputs sorted by length; languages share batches, each batch's rows grouped by language.
 * :func:`pad_batch`, :func:`run_pipelined` -- inputs tokenized once, padded to a multiple of 8, pinned
   and copied asynchronously while the previous batch runs; tokenization of the next chunk runs in a
-  background thread, and on a GPU in a child process (:mod:`xm_integrations.tokenizer_process`) so
-  that it never holds the GIL the launching thread needs.
+  background thread (the Rust tokenizer releases the GIL).
 * :func:`score_pairs` / :func:`encode_texts` -- the above put together for a sequence-classification
   head (Mono-XM) and for token embeddings (ColBERT-XM).
 
@@ -39,8 +38,6 @@ import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
-
-from xm_integrations.tokenizer_process import TokenizerProcess
 
 __all__ = [
     "ColBERTDocumentHead",
@@ -405,24 +402,6 @@ def _truncating_backend(tokenizer: Any, max_length: int | None, strategy: str = 
         return per_setting[key]
 
 
-_PROCESSES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _tokenizer_process(tokenizer: Any, max_length: int | None, strategy: str) -> TokenizerProcess | None:
-    """The child process tokenizing with :func:`_truncating_backend`'s settings, shared by every call
-    for this tokenizer and truncation, started on first use (it then loads in the background); ``None``
-    for a tokenizer without a Rust backend. It stops when the tokenizer is garbage-collected."""
-    backend = _truncating_backend(tokenizer, max_length, strategy)
-    if backend is None:
-        return None
-    key = (max_length, strategy)
-    with _BACKENDS_LOCK:
-        per_setting = _PROCESSES.setdefault(tokenizer, {})
-        if key not in per_setting:
-            per_setting[key] = TokenizerProcess(backend)
-        return per_setting[key]
-
-
 def tokenize(
     tokenizer: Any,
     first: Sequence[str],
@@ -431,8 +410,7 @@ def tokenize(
     max_length: int | None,
     truncation: str = "longest_first",
     add_special_tokens: bool = True,
-    in_process: bool = False,
-) -> list[Sequence[int]]:
+) -> list[list[int]]:
     """Token ids without padding, truncated with ``truncation`` (transformers' strategy name) to ``max_length``.
 
     The same ids as ``tokenizer(first, second, truncation=truncation, max_length=max_length,
@@ -441,19 +419,7 @@ def tokenize(
     holds the GIL for tens of microseconds per input, which the H200 runs measured as the bound of
     the pipeline (the background tokenizer thread starved the thread that launches the GPU work).
     A tokenizer without a Rust backend is called as usual.
-
-    With ``in_process``, the ids come from a child process (:func:`_tokenizer_process`) as NumPy
-    ``int32`` arrays, once it has started; until then, or if it fails, from this process as lists.
     """
-    if in_process:
-        process = _tokenizer_process(tokenizer, max_length, truncation)
-        if process is not None and process.ready:
-            try:
-                ids, lengths = process.encode(first, second, add_special_tokens=add_special_tokens)
-            except RuntimeError:
-                pass  # tokenized below, where a genuine input error is raised as usual
-            else:
-                return np.split(ids, np.cumsum(lengths)[:-1]) if len(lengths) else []
     backend = _truncating_backend(tokenizer, max_length, truncation)
     if backend is not None:
         inputs = list(zip(first, second)) if second is not None else list(first)
@@ -516,12 +482,6 @@ def _chunks(count: int, chunk_size: int, first: int = FIRST_CHUNK) -> list[range
         ranges.append(range(start, stop))
         start, size = stop, min(chunk_size, size * 2)
     return ranges
-
-
-def _tokenize_in_process(device: torch.device, count: int) -> bool:
-    """Whether a call tokenizes in the child process (:func:`tokenize`'s ``in_process``): on a GPU,
-    for more inputs than the first chunk (a call of one chunk has nothing to overlap)."""
-    return device.type == "cuda" and count > FIRST_CHUNK
 
 
 #: The most inputs :func:`pool_chunk_size` sends a pool worker at once.
@@ -702,13 +662,11 @@ def score_pairs(
         if default is not None:
             lang_ids = np.full(len(pairs), list(model.config.languages).index(default), dtype=np.int64)
 
-    in_process = _tokenize_in_process(device, len(pairs))
-
-    def make_sequences(chunk: np.ndarray) -> list[Sequence[int]]:
+    def make_sequences(chunk: np.ndarray) -> list[list[int]]:
         queries, passages = [pairs[i][0] for i in chunk], [pairs[i][1] for i in chunk]
         if tokenize_fn is not None:
             return tokenize_fn(queries, passages)
-        return tokenize(tokenizer, queries, passages, max_length=max_length, in_process=in_process)
+        return tokenize(tokenizer, queries, passages, max_length=max_length)
 
     def forward(input_ids: Tensor, attention_mask: Tensor, model_mask: Tensor | None,
                 batch_langs: Tensor | None) -> Tensor:
@@ -747,7 +705,6 @@ def encode_texts(
     split: Callable[[Any], Sequence[Any]] | None = None,
     max_length: int | None = 512,
     tokenize_fn: Callable[[Sequence[str]], list[list[int]]] | None = None,
-    document_marker_id: int | None = None,
     max_tokens: int | None = None,
     max_batch_size: int | None = None,
     group_languages: bool = True,
@@ -762,17 +719,13 @@ def encode_texts(
     ``head`` must not synchronise with the device (every batch is queued first); ``split`` then
     turns each head output into one item per row (default: ``list(output)``), after all batches
     are queued. For ColBERT-XM use :class:`ColBERTDocumentHead` and its ``split``.
-    ``document_marker_id`` tokenizes as colbert-ai does documents (:func:`colbert_document_ids`
-    with ``doc_maxlen=max_length``: the marker after the first token, ``max_length`` tokens at
-    most); ``tokenize_fn`` replaces tokenization altogether (it returns one id list per text).
-    The progress bar counts texts under ``progress_desc``.
+    ``tokenize_fn`` replaces plain tokenization (ColBERT-XM inserts its marker token, see
+    :func:`colbert_document_ids`). The progress bar counts texts under ``progress_desc``.
     Returns the items in input order.
     """
     texts = list(texts)
     if not texts:
         return []
-    if document_marker_id is not None and max_length is None:
-        raise ValueError("document_marker_id needs max_length (colbert-ai's doc_maxlen)")
     device = _model_device(model)
     encoder = getattr(model, "roberta", model)
     if lang_ids is None:
@@ -780,16 +733,11 @@ def encode_texts(
         if default is not None:
             lang_ids = np.full(len(texts), list(encoder.config.languages).index(default), dtype=np.int64)
 
-    in_process = _tokenize_in_process(device, len(texts))
-
-    def make_sequences(chunk: np.ndarray) -> list[Sequence[int]]:
+    def make_sequences(chunk: np.ndarray) -> list[list[int]]:
         chunk_texts = [texts[i] for i in chunk]
         if tokenize_fn is not None:
             return tokenize_fn(chunk_texts)
-        if document_marker_id is not None:
-            return colbert_document_ids(tokenizer, chunk_texts, doc_maxlen=max_length, marker_id=document_marker_id,
-                                        in_process=in_process)
-        return tokenize(tokenizer, chunk_texts, max_length=max_length, in_process=in_process)
+        return tokenize(tokenizer, chunk_texts, max_length=max_length)
 
     def forward(input_ids: Tensor, attention_mask: Tensor, model_mask: Tensor | None,
                 batch_langs: Tensor | None) -> Any:
@@ -815,14 +763,10 @@ def encode_texts(
 # --------------------------------------------------------------------------------------------------
 
 
-def colbert_document_ids(tokenizer: Any, texts: Sequence[str], *, doc_maxlen: int, marker_id: int,
-                         in_process: bool = False) -> list[Sequence[int]]:
-    """colbert-ai 0.2.22's document tokenization: ``doc_maxlen - 1`` tokens, marker at position 1
-    (id lists; NumPy arrays from the child process with ``in_process``, see :func:`tokenize`)."""
-    ids = tokenize(tokenizer, texts, max_length=doc_maxlen - 1, in_process=in_process)
-    marker = np.array([marker_id], dtype=np.int32)
-    return [np.concatenate((sequence[:1], marker, sequence[1:])) if isinstance(sequence, np.ndarray)
-            else sequence[:1] + [marker_id] + sequence[1:] for sequence in ids]
+def colbert_document_ids(tokenizer: Any, texts: Sequence[str], *, doc_maxlen: int, marker_id: int) -> list[list[int]]:
+    """colbert-ai 0.2.22's document tokenization as id lists: ``doc_maxlen - 1`` tokens, marker at position 1."""
+    ids = tokenize(tokenizer, texts, max_length=doc_maxlen - 1)
+    return [sequence[:1] + [marker_id] + sequence[1:] for sequence in ids]
 
 
 class ColBERTDocumentHead:
