@@ -236,13 +236,12 @@ class CompilableXmodMixin:
         Keyword arguments go to :func:`torch.compile` (``dynamic`` defaults to ``True``: batches of
         any shape, padded or not, reuse one compilation per layout -- count of language runs). The
         first forward pass of each layout compiles (3-13 s on an H200; about 60 s with
-        ``options={"cpp_wrapper": True}``). Measured there (``docs/benchmarks.md``), ``MonoXM`` on
-        10,000 pairs: 1.06x / 1.28x the default with one / five languages (29.2% / 28.0% model
-        FLOPs utilisation); with ``options={"cpp_wrapper": True}``, whose C++ wrapper leaves the
-        host less to do per batch, 1.26x / 1.41x (34.7% / 30.9%). On 1,000 pairs: 0.93-1.12x, and
-        1.26-1.30x with the C++ wrapper. The first call's compilation would dominate short jobs, so
-        it is not a default. Positional arguments are refused, as :func:`torch.compile` takes none
-        besides the model.
+        ``options={"cpp_wrapper": True}``). Measured there (``docs/benchmarks.md``, 2026-12-01),
+        ``MonoXM`` on 10,000 pairs: 1.28x / 1.23x the default with one / five languages (33.2% /
+        27.1% model FLOPs utilisation); on 1,000 pairs 1.15x / 1.52x. ``ColBERTXM`` on 100,000
+        passages: 1.97x with one language, 0.86x with five (the host, not the GPU, sets that pace).
+        The first call's compilation would dominate short jobs, so it is not a default.
+        Positional arguments are refused, as :func:`torch.compile` takes none besides the model.
         """
         if args:
             raise TypeError(f"compile() takes keyword arguments only (those of torch.compile), got {len(args)} "
