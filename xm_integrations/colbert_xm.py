@@ -652,7 +652,8 @@ class ColBERTXM(XmodLanguageMixin, CompilableXmodMixin, MultiVectorEncoder):
             return False
         if not self._fast_prompt_is_marker(kwargs.get("prompt"), kwargs.get("prompt_name")):
             return False
-        if getattr(self, "token_pooling", None) is not None:  # the model's default pooler (sentence-transformers 6.3)
+        # The model's default pooler (sentence-transformers >= 6.3), which stock encode applies.
+        if getattr(self, "token_pooling", None) is not None:
             return False
         if getattr(self, "_placement_is_delegated", False) or self._fast_document_head_parts() is None:
             return False
