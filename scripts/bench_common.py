@@ -328,6 +328,21 @@ def chunking(chunk_size: int, *, ordered: bool) -> Iterator[None]:
         fi._input_order, fi._chunks = input_order, chunks
 
 
+@contextlib.contextmanager
+def tokenizing_between_launches() -> Iterator[None]:
+    """The fast path without its background tokenizer thread: each chunk is tokenized by the thread
+    that queues the GPU work, after it queued the chunk before (the GPU runs that queue meanwhile).
+    For rows that test whether the second thread costs more, in GIL hand-offs on every operation
+    the launching thread queues, than its overlap buys (``docs/benchmarks.md``, 2026-12-02)."""
+    pipelined = fi.run_pipelined
+    fi.run_pipelined = lambda chunks, prepare, compute, background=True: pipelined(chunks, prepare, compute,
+                                                                                   background=False)
+    try:
+        yield
+    finally:
+        fi.run_pipelined = pipelined
+
+
 def remove_compiled_layers(model: torch.nn.Module) -> None:
     """Undo ``compile()`` on the XMOD layers of ``model``: each layer runs its own forward again, and
     the graphs compiled so far are dropped, so that the next variant compiles (and times its first

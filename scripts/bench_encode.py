@@ -14,6 +14,9 @@ Variants (rows):
   to that dtype, default arguments (the fast path then runs in it, without autocast);
   ``ColBERTXM unordered chunks of 8192``: the fast path as it was before inputs were ordered by
   characters (chunks in input order, doubling up to 8,192 texts), for comparison in the same run.
+* ``ColBERTXM tokenizing between launches`` (GPU only, not yet run): without the background
+  tokenizer thread, each chunk tokenized by the launching thread while the GPU runs the chunk
+  before; likewise after ``compile()``.
 * ``ColBERTXM compile()``: the same after ``model.compile()`` (every XMOD layer through
   ``torch.compile``; the first call, which compiles, is untimed and printed);
   ``ColBERTXM compile(cpp_wrapper)`` (GPU variants only): ``compile(options={"cpp_wrapper": True})``.
@@ -229,17 +232,23 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
     bc.free_memory()
 
     # What users get: the fast path (token budget; fp16 autocast on CUDA, float32 on CPU).
+    gpu_variants = cuda or args.all_variants
     measure("ColBERTXM (default)", colbertxm())
+    if gpu_variants and bc.wanted(args, "ColBERTXM tokenizing between launches"):
+        with bc.tokenizing_between_launches():
+            measure("ColBERTXM tokenizing between launches", colbertxm())
     if bc.wanted(args, "ColBERTXM unordered chunks of 8192"):
         with bc.chunking(8192, ordered=False):
             measure("ColBERTXM unordered chunks of 8192", colbertxm())
-    gpu_variants = cuda or args.all_variants
     _, first_texts, first_codes = workloads[0]
     for variant in bc.compiled_variants(
             args, model, lambda: model.encode_document(first_texts[:64], language=first_codes[:64],
                                                        show_progress_bar=False),
             device, "ColBERTXM", gpu_variants=gpu_variants):
         measure(variant, colbertxm(), warm_full=True)
+        if gpu_variants and bc.wanted(args, f"{variant} tokenizing between launches"):
+            with bc.tokenizing_between_launches():
+                measure(f"{variant} tokenizing between launches", colbertxm(), warm_full=True)
     model.fast_inference = False
     measure("ColBERTXM fast_inference=False", colbertxm(), subset=slow_n)
     model.fast_inference = True

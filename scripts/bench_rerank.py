@@ -14,6 +14,9 @@ Variants (rows):
 * ``MonoXM (default)``: ``MonoXM(path).predict(pairs, language=...)`` as users get it: the fast
   path (token budget; fp16 autocast on CUDA, float32 on CPU); ``MonoXM fast_inference=False``:
   stock batching with the fast adapters, on the same device.
+* ``MonoXM tokenizing between launches`` (GPU only, not yet run): the fast path without its
+  background tokenizer thread, each chunk tokenized by the launching thread while the GPU runs the
+  chunk before; likewise after ``compile()``.
 * ``MonoXM unordered chunks of 4096``: the fast path as it was before inputs were ordered by
   characters (chunks in input order, doubling up to 4,096 pairs), for comparison in the same run.
 * ``MonoXM compile()``: the same after ``mono.compile()`` (every XMOD layer through
@@ -275,9 +278,15 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
                 args, mono, lambda: mono.predict(first.pairs[:64], language=first.languages[:64], show_progress_bar=False),
                 device, prefix, gpu_variants=gpu_variants):
             runner.measure(variant, mono_predict(), warm_full=True)
+            if gpu_variants and bc.wanted(args, f"{variant} tokenizing between launches"):
+                with bc.tokenizing_between_launches():
+                    runner.measure(f"{variant} tokenizing between launches", mono_predict(), warm_full=True)
 
     # What users get: the fast path (fp16 autocast on CUDA, float32 on CPU).
     runner.measure("MonoXM (default)", mono_predict())
+    if gpu_variants and bc.wanted(args, "MonoXM tokenizing between launches"):
+        with bc.tokenizing_between_launches():
+            runner.measure("MonoXM tokenizing between launches", mono_predict())
     for ordered in (False, True):
         variant = f"MonoXM {'' if ordered else 'un'}ordered chunks of 4096"
         if bc.wanted(args, variant):
