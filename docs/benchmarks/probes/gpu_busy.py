@@ -16,7 +16,6 @@ spec = bc.SPECS[os.environ.get("SPEC", "base")]
 dev = os.environ.get("DEV", "cuda")
 # host-side accounting of the pipeline: time the launching thread waits for the tokenizer thread
 stats = {"wait": 0.0, "compute": 0.0, "prepare": 0.0}
-orig_run = fi.run_pipelined
 def run_pipelined(chunks, prepare, compute, *, background=True):
     def p(c):
         t = time.perf_counter(); r = prepare(c); stats["prepare"] += time.perf_counter() - t; return r
