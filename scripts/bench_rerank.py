@@ -278,7 +278,7 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
                 args, mono, lambda: mono.predict(first.pairs[:64], language=first.languages[:64], show_progress_bar=False),
                 device, prefix, gpu_variants=gpu_variants):
             runner.measure(variant, mono_predict(), warm_full=True)
-            if gpu_variants and bc.wanted(args, f"{variant} tokenizing between launches"):
+            if gpu_variants and prefix == "MonoXM" and bc.wanted(args, f"{variant} tokenizing between launches"):
                 with bc.tokenizing_between_launches():
                     runner.measure(f"{variant} tokenizing between launches", mono_predict(), warm_full=True)
 
