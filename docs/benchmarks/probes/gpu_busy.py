@@ -36,7 +36,7 @@ fi.run_pipelined = run_pipelined
 def busy(fn):
     from torch.profiler import profile, ProfilerActivity
     if dev == "cpu":
-        return 0.0, 0.0, 0.0
+        return 0.0, 0.0
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         t = time.perf_counter(); fn(); torch.cuda.synchronize(); wall = time.perf_counter() - t
@@ -49,8 +49,7 @@ def busy(fn):
         else:
             cur_e = max(cur_e, e)
     if cur_e is not None: total += cur_e - cur_s
-    span = (iv[-1][1] - iv[0][0]) if iv else 0
-    return wall, total / 1e6, span / 1e6
+    return wall, total / 1e6
 
 def report(tag, fn):
     fn()  # warm, full size
@@ -58,7 +57,7 @@ def report(tag, fn):
     for k in stats: stats[k] = 0.0
     t = time.perf_counter(); fn(); bc.sync(dev); wall = time.perf_counter() - t
     s = dict(stats)
-    pw, gpu, span = busy(fn)
+    pw, gpu = busy(fn)
     from torch._dynamo.utils import counters
     row = {"tag": tag, "wall_s": round(wall, 3), "wait_tok_s": round(s["wait"], 3), "launch_s": round(s["compute"], 3),
            "prepare_s": round(s["prepare"], 3), "prof_wall_s": round(pw, 3), "gpu_busy_s": round(gpu, 3),
