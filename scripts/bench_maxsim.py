@@ -58,8 +58,8 @@ POOL_ROWS = 1 << 20
 
 
 def _load_ours():
-    """Import xm_integrations/maxsim.py by path: the package __init__ is not needed (nor timed)."""
-    spec = importlib.util.spec_from_file_location("xm_maxsim", ROOT / "xm_integrations" / "maxsim.py")
+    """Import xm_integrations/scoring/late_interaction.py by path: the package __init__ is not needed (nor timed)."""
+    spec = importlib.util.spec_from_file_location("xm_maxsim", ROOT / "xm_integrations" / "scoring" / "late_interaction.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules["xm_maxsim"] = module
     spec.loader.exec_module(module)

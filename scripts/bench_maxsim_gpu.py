@@ -96,9 +96,9 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
 
     from sentence_transformers.util import similarity as st_similarity
 
-    from xm_integrations.maxsim_triton import maxsim_triton
+    from xm_integrations.scoring.triton_kernel import maxsim_triton
     try:
-        from xm_integrations.maxsim import maxsim as xm_maxsim
+        from xm_integrations.scoring.late_interaction import maxsim as xm_maxsim
     except Exception as exc:  # noqa: BLE001 - being written in parallel
         print(f"# xm_integrations.maxsim not importable: {exc!r}", flush=True)
         xm_maxsim = None

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-from xm_integrations.maxsim import (
+from xm_integrations.scoring.late_interaction import (
     PackedTokens,
     _doc_bytes,
     _doc_chunks,
@@ -406,7 +406,7 @@ def test_chunks_bound_the_similarity_block(monkeypatch):
 def test_plan_for_one_query_against_a_million_documents():
     """1 query x 32 tokens x 128 dims against 1M documents of 32 tokens (the benchmark): every chunk
     stays within the default budget, far from the 4 GiB full similarity tensor."""
-    from xm_integrations.maxsim import DEFAULT_MEMORY_BUDGET_CPU
+    from xm_integrations.scoring.late_interaction import DEFAULT_MEMORY_BUDGET_CPU
 
     ranges = _doc_chunks(1_000_000, 32, 32, 128, 4, DEFAULT_MEMORY_BUDGET_CPU, None)
     largest = max(end - start for start, end in ranges)
@@ -518,7 +518,7 @@ def test_cuda_matches_cpu(data, dtype):
 
 
 def _forbid_fused_kernel(monkeypatch) -> None:
-    from xm_integrations import maxsim_triton
+    from xm_integrations.scoring import triton_kernel as maxsim_triton
 
     def forbidden(*args, **kwargs):
         raise AssertionError("maxsim_triton must not be called here")
@@ -538,7 +538,7 @@ def test_cpu_never_takes_the_fused_kernel(monkeypatch, dtype, document_form):
 
 
 def _count_fused_calls(monkeypatch) -> list[int]:
-    from xm_integrations import maxsim_triton
+    from xm_integrations.scoring import triton_kernel as maxsim_triton
 
     calls: list[int] = []
     real = maxsim_triton.maxsim_triton
@@ -653,7 +653,7 @@ def test_cuda_maxsim_triton_with_lengths_and_mask(dtype):
     ``mask`` alone (holes, so every row up to the last real one is looked at), both together (rows
     past ``lengths[j]`` excluded whatever the mask says), and neither (every row real)."""
     pytest.importorskip("triton")
-    from xm_integrations.maxsim_triton import maxsim_triton
+    from xm_integrations.scoring.triton_kernel import maxsim_triton
 
     queries = ragged(71, 3, 32, 64, min_len=32, dtype=dtype)
     documents = ragged(72, 40, 30, 64, min_len=0, dtype=dtype)
@@ -675,7 +675,7 @@ def test_cuda_maxsim_triton_with_lengths_and_mask(dtype):
 
 def test_real_ends_are_last_real_positions_plus_one():
     """What the fused kernel reads up to (computed on the device): checked against a Python loop."""
-    from xm_integrations.maxsim_triton import _real_ends
+    from xm_integrations.scoring.triton_kernel import _real_ends
 
     mask = torch.rand(50, 37, generator=torch.Generator().manual_seed(3)) > 0.6
     mask[0] = False  # no real token
@@ -698,7 +698,7 @@ def test_cuda_fused_kernel_runs_on_the_documents_device():
         out = maxsim(q_in, d_in, document_mask=d_mask)
     assert out.device == torch.device("cuda:1")
     assert_scores(out, queries, documents, rtol_half=1e-3)
-    from xm_integrations.maxsim_triton import maxsim_triton
+    from xm_integrations.scoring.triton_kernel import maxsim_triton
 
     with pytest.raises(ValueError, match="move both to one device"):
         maxsim_triton(q_in.to("cuda:0"), d_in)

@@ -15,7 +15,7 @@ from xm_integrations.languages import (
     UnknownLanguageError,
     resolve_language,
 )
-from xm_integrations.routing import MissingLanguageError
+from xm_integrations.errors import MissingLanguageError, XMIntegrationsError
 from xm_integrations.flag_registration import install as _install_flag_registration
 
 # FlagAutoReranker.from_finetuned("antoinelouis/mono-xm") gives an XMFlagReranker, once FlagEmbedding
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from xm_integrations.compiled_layers import compile_xmod_layers
     from xm_integrations.detection import detect_language
     from xm_integrations.flag_reranker import XMFlagReranker
-    from xm_integrations.maxsim import (
+    from xm_integrations.scoring.late_interaction import (
         PackedTokens,
         maxsim,
         maxsim_pairwise,
@@ -46,11 +46,11 @@ _LAZY = {
     "XMFlagReranker": "xm_integrations.flag_reranker",
     "compile_xmod_layers": "xm_integrations.compiled_layers",
     "detect_language": "xm_integrations.detection",
-    "maxsim": "xm_integrations.maxsim",
-    "maxsim_pairwise": "xm_integrations.maxsim",
-    "PackedTokens": "xm_integrations.maxsim",
-    "pack_token_embeddings": "xm_integrations.maxsim",
-    "pad_token_embeddings": "xm_integrations.maxsim",
+    "maxsim": "xm_integrations.scoring",
+    "maxsim_pairwise": "xm_integrations.scoring",
+    "PackedTokens": "xm_integrations.scoring",
+    "pack_token_embeddings": "xm_integrations.scoring",
+    "pad_token_embeddings": "xm_integrations.scoring",
 }
 
 __all__ = [
@@ -58,6 +58,7 @@ __all__ = [
     "XMOD_LANGUAGE_CODES",
     "ColBERTXM",
     "MissingLanguageError",
+    "XMIntegrationsError",
     "MonoXM",
     "PackedTokens",
     "UnknownLanguageError",

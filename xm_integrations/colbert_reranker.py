@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from xm_integrations.colbert_xm import ColBERTXM
-from xm_integrations.maxsim import maxsim_pairwise
+from xm_integrations.scoring.late_interaction import maxsim_pairwise
 from xm_integrations.reranking import check_pairs, pair_languages
 from xm_integrations.routing import LanguageArg
 

@@ -44,6 +44,7 @@ from sentence_transformers.util import load_file_path
 from torch import Tensor
 from transformers import XmodPreTrainedModel
 
+from xm_integrations.errors import CheckpointError, MissingCheckpointFileError
 from xm_integrations.compiled_layers import CompilableXmodMixin
 from xm_integrations.fast_inference import (
     ColBERTDocumentHead,
@@ -53,7 +54,7 @@ from xm_integrations.fast_inference import (
     fast_path_enabled,
     install_fast_adapters,
 )
-from xm_integrations.maxsim import maxsim, maxsim_pairwise
+from xm_integrations.scoring.late_interaction import maxsim, maxsim_pairwise
 from xm_integrations.reranking import max_input_tokens
 from xm_integrations.routing import (
     LanguageArg,
@@ -99,18 +100,6 @@ COLBERT_AI_DEFAULTS: dict[str, Any] = {
     "query_token_id": "[unused0]",
     "doc_token_id": "[unused1]",
 }
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file exists but cannot be used (not JSON, wrong fields, unreadable weights).
-
-    Attributes:
-        file: The offending file, as a local path (or ``repo_id/filename`` for a Hub file).
-    """
-
-    def __init__(self, file: str, problem: str) -> None:
-        self.file = file
-        super().__init__(f"{file}: {problem}")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -36,6 +36,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from xm_integrations.errors import DatasetFormatError
+
 __all__ = [
     "METRICS",
     "DatasetFormatError",
@@ -66,10 +68,6 @@ RESULTS_FORMAT = "xm-integrations-eval/1"
 
 # Raw tab-separated files can hold passages longer than csv's default field limit.
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-
-
-class DatasetFormatError(ValueError):
-    """A dataset folder or file that is not in a layout this module reads; the message says which files it expects."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -415,7 +413,7 @@ def retrieve(model: Any, dataset: RetrievalDataset, *, top_k: int = 1000, langua
     """
     import torch
 
-    from xm_integrations.maxsim import maxsim
+    from xm_integrations.scoring.late_interaction import maxsim
 
     language = language or dataset.language
     doc_ids = list(dataset.corpus)

@@ -15,6 +15,8 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from xm_integrations.errors import ArgumentTypeError, UnknownLanguageError
+
 __all__ = [
     "DEFAULT_CHINESE",
     "XMOD_LANGUAGES",
@@ -180,26 +182,6 @@ _NAMED_CODES = {
 }
 
 
-class UnknownLanguageError(ValueError):
-    """Raised when a language cannot be mapped to an adapter of the loaded checkpoint.
-
-    Attributes:
-        language: What was asked for.
-        available: The adapters the checkpoint has.
-        suggestions: The closest adapter codes, best first.
-    """
-
-    def __init__(self, language: object, available: Sequence[str], suggestions: Sequence[str], reason: str):
-        self.language = language
-        self.available = tuple(available)
-        self.suggestions = tuple(suggestions)
-        closest = f" Closest: {', '.join(self.suggestions)}." if self.suggestions else ""
-        super().__init__(
-            f"Unknown language {language!r}: {reason}.{closest} "
-            f"The checkpoint's {len(self.available)} adapters are: {', '.join(self.available)}."
-        )
-
-
 def _base_of_code(code: str) -> str | None:
     """The ISO 639-1 base of an adapter code; works for codes outside the XMOD table (``fr``, ``de-CH``)."""
     if code in _BY_CODE:
@@ -270,14 +252,28 @@ def resolve_language(language: str, available: Sequence[str] | None = None) -> s
         The adapter code, a member of ``available``.
 
     Raises:
-        UnknownLanguageError: the language is unknown, or the checkpoint has no adapter for it.
-            The message lists the closest codes and every adapter the checkpoint has.
+        UnknownLanguageError: the language is unknown, the checkpoint has no adapter for it, or it
+            is ``"auto"`` (detection is per call, never one adapter). The message lists the
+            closest codes and every adapter the checkpoint has.
+        ArgumentTypeError: ``available`` is a single string rather than a list of codes.
     """
+    if isinstance(available, (str, bytes)):
+        raise ArgumentTypeError(
+            f"available must be a list of adapter codes (e.g. model.languages), not the {type(available).__name__} "
+            f"{available!r}; for one code write [{available!r}]."
+        )
     available = list(XMOD_LANGUAGE_CODES if available is None else available)
     if not isinstance(language, str):
         raise UnknownLanguageError(language, available, [], "a language must be a string")
     if language in available:
         return language
+    if language.strip().lower() == "auto":
+        raise UnknownLanguageError(
+            language, available, [],
+            "'auto' is not one adapter: it asks predict/encode/rank/compute_score to detect each input's language "
+            "(language='auto' per call); a default language, a saved language or a converted checkpoint needs one "
+            "code such as 'fr'",
+        )
 
     folded = _fold(language)
     for code in available:

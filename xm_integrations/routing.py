@@ -10,11 +10,13 @@ languages cannot interfere.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import difflib
+from collections.abc import Callable, Iterable, Sequence
 from typing import Union
 
 import torch
 
+from xm_integrations.errors import AdapterIndexError, ArgumentTypeError, MissingLanguageError, UnknownLanguageError
 from xm_integrations.languages import resolve_language
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "RoutedPair",
     "RoutedText",
     "check_lang_ids",
+    "is_auto",
     "language_major_length",
     "resolve_input_languages",
     "route_inputs",
@@ -40,10 +43,6 @@ _LANGUAGE_SORT_STRIDE = 10**12
 #: ``None`` (the default language), one language, ``"auto"``, or one entry per input (each of
 #: which may itself be ``None`` or ``"auto"``).
 LanguageArg = Union[str, Sequence[Union[str, None]], None]
-
-
-class MissingLanguageError(ValueError):
-    """No language was given and the checkpoint has no ``default_language``."""
 
 
 class RoutedText(str):
@@ -107,34 +106,67 @@ def resolve_input_languages(
         MissingLanguageError: the default is needed but the checkpoint has none.
         ValueError: a list of languages whose length differs from the number of inputs.
     """
-    if language is None or isinstance(language, str):
-        per_input: Sequence[str | None] = [language] * count
-    else:
-        per_input = list(language)
-        if len(per_input) != count:
-            raise ValueError(
-                f"language has {len(per_input)} entries but there are {count} inputs: give one language per "
-                "input, a single language for all of them, or 'auto'."
-            )
+    per_input = _per_input_languages(language, count)
+    if not per_input and isinstance(language, str) and not is_auto(language):
+        _resolve_one(language, available, default)  # a misspelt language fails on an empty call too
     resolved: dict[str | None, str] = {}
     codes: list[str | None] = []
     for entry in per_input:
-        if entry == AUTO:
+        if is_auto(entry):
             codes.append(None)
             continue
         if entry not in resolved:
             resolved[entry] = _resolve_one(entry, available, default)
         codes.append(resolved[entry])
-    to_detect = [index for index, entry in enumerate(per_input) if entry == AUTO]
+    to_detect = [index for index, entry in enumerate(per_input) if is_auto(entry)]
     if to_detect:
         for index, code in zip(to_detect, detect(to_detect)):
             codes[index] = code
     return codes  # type: ignore[return-value]
 
 
+def is_auto(language: object) -> bool:
+    """Whether ``language`` asks for detection: ``"auto"`` in any case, with surrounding spaces."""
+    return isinstance(language, str) and language.strip().lower() == AUTO
+
+
+def _per_input_languages(language: LanguageArg, count: int) -> list[str | None]:
+    """``language`` as one entry per input, every entry checked for its type."""
+    if language is None or isinstance(language, str):
+        return [language] * count
+    if isinstance(language, (bytes, int, float)) or not isinstance(language, Iterable):
+        raise ArgumentTypeError(
+            f"language must be None, a str ('fr', 'pt-BR', 'German', 'auto') or a list with one language per "
+            f"input, got {type(language).__name__} ({language!r})."
+        )
+    per_input = list(language)
+    if len(per_input) != count:
+        raise ValueError(
+            f"language has {len(per_input)} entries but there are {count} inputs: give one language per "
+            "input, a single language for all of them, or 'auto'."
+        )
+    for index, entry in enumerate(per_input):
+        if entry is not None and not isinstance(entry, str):
+            raise ArgumentTypeError(
+                f"language[{index}] is {type(entry).__name__} ({entry!r}); each entry must be a str such as 'fr' "
+                "or 'auto', or None for the default language."
+            )
+    return per_input
+
+
 def _resolve_one(language: str | None, available: Sequence[str], default: str | None) -> str:
     if language is not None:
-        return resolve_language(language, available)
+        try:
+            return resolve_language(language, available)
+        except UnknownLanguageError as error:
+            # Per call, 'auto' is valid too: say so, and suggest it first for near misses ('atuo').
+            suggestions = list(error.suggestions)
+            if difflib.get_close_matches(language.strip().lower(), [AUTO, "detect", "automatic"], n=1, cutoff=0.6):
+                suggestions.insert(0, AUTO)
+            raise UnknownLanguageError(
+                language, available, suggestions[:4],
+                f"{error.reason}; per call, 'auto' detects each input's language",
+            ) from None
     if default is None:
         raise MissingLanguageError(
             "No language given and the checkpoint has no default_language. Pass language='fr' (any code, tag or "
@@ -161,7 +193,7 @@ def check_lang_ids(lang_ids: torch.Tensor, num_languages: int) -> None:
     """
     if lang_ids.numel() and (int(lang_ids.min()) < 0 or int(lang_ids.max()) >= num_languages):
         bad = sorted({int(i) for i in lang_ids.tolist() if not 0 <= i < num_languages})
-        raise IndexError(
+        raise AdapterIndexError(
             f"Language adapter ids {bad} are out of range: the checkpoint has {num_languages} adapters "
             f"(ids 0 to {num_languages - 1})."
         )

@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from xm_integrations.errors import InputError
+
 __all__ = [
     "EXIT_FAILURE",
     "EXIT_USAGE",
@@ -48,10 +50,6 @@ __all__ = [
 EXIT_USAGE = 2
 #: Exit code for a failure that is not the input's fault (a model that cannot be loaded).
 EXIT_FAILURE = 1
-
-
-class InputError(ValueError):
-    """Bad command-line input; the message says where and what to do."""
 
 
 @dataclass(frozen=True)

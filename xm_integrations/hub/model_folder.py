@@ -14,6 +14,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from xm_integrations.errors import ModelFolderError
+
 __all__ = ["ModelFolder", "ModelFolderError", "ModelKind", "read_model_folder"]
 
 
@@ -28,10 +30,6 @@ class ModelKind(str, Enum):
     """An XMOD sequence classifier with one output: a cross-encoder reranker."""
     XMOD = "xmod"
     """Any other XMOD checkpoint."""
-
-
-class ModelFolderError(ValueError):
-    """The folder is not a model this package can handle; the message says what is missing and what to do."""
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from typing import Any
 from huggingface_hub import CommitOperationAdd, HfApi, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
+from xm_integrations.errors import MissingTokenError, UploadError
 from xm_integrations.hub.cards import CardOptions, render_model_card
 from xm_integrations.hub.model_folder import ModelFolder, ModelFolderError, read_model_folder
 from xm_integrations.hub.validate import DEFAULT_TOLERANCE, ValidationReport, validate_model_folder
@@ -48,14 +49,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-class MissingTokenError(RuntimeError):
-    """No Hugging Face token was found, so nothing can be uploaded."""
-
-
-class UploadError(RuntimeError):
-    """The Hub refused or failed the upload; the message is the Hub's, with any token removed."""
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from xm_integrations.errors import ValidationError
 from xm_integrations.hub.model_folder import ModelFolder, ModelKind, read_model_folder
 from xm_integrations.languages import language_to_iso
 
@@ -89,18 +90,6 @@ class ValidationReport:
 
     def describe(self) -> str:
         return "\n".join(check.describe() for check in self.checks)
-
-
-class ValidationError(RuntimeError):
-    """Stock libraries and xm_integrations disagree on a folder (or the stock ones cannot load it): nothing is uploaded."""
-
-    def __init__(self, report: ValidationReport, hint: str) -> None:
-        self.report = report
-        failed = [check for check in report.checks if not check.passed]
-        super().__init__(
-            f"Validation of {report.folder} failed ({len(failed)} of {len(report.checks)} checks).\n"
-            f"{report.describe()}\n{hint}"
-        )
 
 
 def probe_languages(folder: ModelFolder, limit: int = 3) -> list[str]:

@@ -518,7 +518,7 @@ _FUSED_MAX_QUERY_TOKENS = 128
 
 
 def _fused_maxsim(q_side: _Side, d_side: _Side, device: torch.device, reduce: ReduceMode) -> Tensor | None:
-    """The ``(n_queries, n_documents)`` scores from :func:`xm_integrations.maxsim_triton.maxsim_triton`
+    """The ``(n_queries, n_documents)`` scores from :func:`xm_integrations.scoring.triton_kernel.maxsim_triton`
     where it computes the same function; None, having done nothing, everywhere else.
 
     Taken on CUDA when both sides are the same half-precision dtype, ``dim`` is a power of two
@@ -546,7 +546,7 @@ def _fused_maxsim(q_side: _Side, d_side: _Side, device: torch.device, reduce: Re
         import triton  # noqa: F401 - only to know whether the kernel can be built
     except ImportError:
         return None
-    from xm_integrations.maxsim_triton import maxsim_triton
+    from xm_integrations.scoring.triton_kernel import maxsim_triton
 
     if q_side.kind == "padded":
         queries, valid = q_side.padded, q_side.given_mask
@@ -665,7 +665,7 @@ def maxsim(
     Dispatch: on CUDA, when queries and documents share a bf16/fp16 dtype, ``dim`` is a power of
     two >= 16, queries are at most 128 tokens wide and the documents are read in place (a padded
     tensor with any ``document_mask``, or a uniform-length :class:`PackedTokens`), scores come
-    from one fused Triton kernel (:func:`xm_integrations.maxsim_triton.maxsim_triton`: float32
+    from one fused Triton kernel (:func:`xm_integrations.scoring.triton_kernel.maxsim_triton`: float32
     accumulation, the mask applied per token, rows after a document's last real token never read,
     same empty-item rules; 9-10x this chunked path for one query and ~15x for 64 on an H200). With
     padded CUDA queries that path never waits for the GPU (no mask sums or checks on the host).

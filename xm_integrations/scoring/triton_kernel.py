@@ -1,6 +1,6 @@
 """MaxSim in one fused Triton kernel over padded half-precision document vectors (CUDA only).
 
-:func:`xm_integrations.maxsim.maxsim` dispatches here on CUDA for bf16/fp16 padded documents: the
+:func:`xm_integrations.scoring.maxsim` dispatches here on CUDA for bf16/fp16 padded documents: the
 similarity products run on the tensor cores with float32 accumulation, the max and the sum in
 float32, the document mask is applied per token, and no row after a document's last real row is
 read. Triton is imported on first use only, so this module imports on machines without it.
