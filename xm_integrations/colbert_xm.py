@@ -22,29 +22,29 @@ it) and the skiplist is stored as the token strings of colbert-ai's ids.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import string
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Literal
 
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
 from sentence_transformers import MultiVectorEncoder
 from sentence_transformers.base.model import BaseModel
 from sentence_transformers.base.modules import Dense, Normalize, Transformer
 from sentence_transformers.multi_vector_encoder.modules import MultiVectorMask
-from sentence_transformers.util import load_file_path
 from torch import Tensor
 from transformers import XmodPreTrainedModel
 
-from xm_integrations.errors import CheckpointError, MissingCheckpointFileError
+from xm_integrations.checkpoint_validation import (
+    COLBERT_AI_DEFAULTS,
+    CheckpointFiles,
+    inspect_colbert_checkpoint,
+)
+from xm_integrations.errors import CheckpointError
 from xm_integrations.compiled_layers import CompilableXmodMixin
 from xm_integrations.fast_inference import (
     ColBERTDocumentHead,
@@ -55,7 +55,6 @@ from xm_integrations.fast_inference import (
     install_fast_adapters,
 )
 from xm_integrations.scoring.late_interaction import maxsim, maxsim_pairwise
-from xm_integrations.reranking import max_input_tokens
 from xm_integrations.routing import (
     LanguageArg,
     MissingLanguageError,
@@ -90,16 +89,6 @@ _FAST_PATH_ARGUMENTS = frozenset({
 #: sentence-transformers >= 6.3 passes ``truncate_dim=None`` from ``encode_document`` explicitly.
 _UNUSED_WHEN_NONE = frozenset({"pool", "chunk_size", "token_pooling", "truncate_dim"})
 
-#: colbert-ai 0.2.22's defaults (``colbert/infra/config/settings.py``), used for fields that a
-#: checkpoint's ``artifact.metadata`` leaves out or sets to null.
-COLBERT_AI_DEFAULTS: dict[str, Any] = {
-    "query_maxlen": 32,
-    "doc_maxlen": 220,
-    "attend_to_mask_tokens": False,
-    "mask_punctuation": True,
-    "query_token_id": "[unused0]",
-    "doc_token_id": "[unused1]",
-}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -206,176 +195,6 @@ def tokenize_documents(tokenizer: Any, texts: Sequence[str], encoding: ColBERTEn
     if "token_type_ids" in batch:
         features["token_type_ids"] = _insert_column(batch["token_type_ids"], 0)
     return features
-
-
-# --------------------------------------------------------------------------------------------------
-# Checkpoint files: find, validate, and name the file that is wrong
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Source:
-    """What kind of folder was loaded: colbert-ai's ``HF_ColBERT`` layout, or a sentence-transformers save."""
-
-    kind: Literal["colbert-ai", "sentence-transformers"]
-    metadata: dict[str, Any] | None = None
-
-
-class _Files:
-    """Looks files up in a local folder or a Hub repository (through the hub cache when offline)."""
-
-    def __init__(self, name: str, **hub_kwargs: Any) -> None:
-        self.name = name
-        self.hub_kwargs = hub_kwargs
-
-    def find(self, filename: str, subfolder: str = "") -> str | None:
-        return load_file_path(self.name, filename, subfolder=subfolder, **self.hub_kwargs)
-
-    def describe(self, filename: str, subfolder: str = "") -> str:
-        """The name to use in an error about a file that may not exist."""
-        return str(Path(self.name, subfolder, filename))
-
-
-#: The fix for a checkpoint file that is missing, unreadable or corrupt, appended to those errors.
-_RESTORE = "Restore it from the original checkpoint (download the model again, or copy the file back from its source)."
-
-
-def _read_json(path: str, expected: type, what: str) -> Any:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            value = json.load(handle)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CheckpointError(path, f"not valid JSON ({error}); {what}. {_RESTORE}") from None
-    if not isinstance(value, expected):
-        raise CheckpointError(
-            path, f"expected a JSON {expected.__name__}, got {type(value).__name__}; {what}. {_RESTORE}"
-        )
-    return value
-
-
-def _safetensors_shapes(path: str) -> dict[str, tuple[int, ...]]:
-    """Tensor names and shapes from a safetensors header; the header and file size are validated."""
-    try:
-        with safe_open(path, framework="pt") as handle:
-            return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
-    except (SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(
-            path, f"unreadable safetensors weights ({error}); the file is corrupt or truncated. {_RESTORE}"
-        ) from None
-
-
-def _weights(files: _Files, subfolder: str = "") -> dict[str, tuple[int, ...]]:
-    """Shapes of a module's weights: ``model.safetensors``, or the shards of its index.
-
-    Pickled ``pytorch_model.bin`` weights are refused rather than unpickled.
-    """
-    single = files.find("model.safetensors", subfolder)
-    if single is not None:
-        return _safetensors_shapes(single)
-    index_path = files.find("model.safetensors.index.json", subfolder)
-    if index_path is not None:
-        index = _read_json(index_path, dict, "a sharded safetensors index")
-        shapes: dict[str, tuple[int, ...]] = {}
-        for shard in sorted(set((index.get("weight_map") or {}).values())):
-            shard_path = files.find(shard, subfolder)
-            if shard_path is None:
-                raise FileNotFoundError(
-                    f"{files.describe(shard, subfolder)} is missing (listed in {index_path}). {_RESTORE}"
-                )
-            shapes.update(_safetensors_shapes(shard_path))
-        return shapes
-    hint = ""
-    if files.find("pytorch_model.bin", subfolder) is not None:
-        hint = (
-            " Only pytorch_model.bin is there: ColBERTXM does not unpickle weights. Convert it once in a trusted "
-            "environment (safetensors.torch.save_file(torch.load(path, weights_only=True), 'model.safetensors'))."
-        )
-    raise FileNotFoundError(
-        f"{files.describe('model.safetensors', subfolder)} is missing: no model weights.{hint or ' ' + _RESTORE}"
-    )
-
-
-def _check_metadata(metadata: dict[str, Any], path: str) -> None:
-    """Refuse ``artifact.metadata`` fields that colbert-ai could not have written."""
-    for key in ("query_maxlen", "doc_maxlen"):
-        value = metadata.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 3):
-            raise CheckpointError(path, f"{key} must be an integer >= 3 (room for <s>, the marker and </s>), got {value!r}")
-    value = metadata.get("dim")
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise CheckpointError(path, f"dim must be a positive integer, got {value!r}")
-    for key in ("attend_to_mask_tokens", "mask_punctuation"):
-        value = metadata.get(key)
-        if value is not None and not isinstance(value, bool):
-            raise CheckpointError(path, f"{key} must be true or false, got {value!r}")
-    for key in ("query_token_id", "doc_token_id"):
-        value = metadata.get(key)
-        if value is not None and not isinstance(value, str):
-            raise CheckpointError(path, f"{key} must be a token string such as '[unused0]', got {value!r}")
-
-
-def _inspect_checkpoint(files: _Files) -> _Source:
-    """Validate the files a load will read, so that a broken checkpoint fails with the file's name.
-
-    A folder with ``modules.json`` is a sentence-transformers save (ours, or any stock one); a
-    ``config.json`` whose architectures name ``HF_ColBERT`` is colbert-ai's layout, which must have
-    ``artifact.metadata`` and ``model.safetensors`` holding ``roberta.*`` and ``linear.weight``.
-    """
-    modules_path = files.find("modules.json")
-    if modules_path is not None:
-        modules = _read_json(modules_path, list, "a sentence-transformers modules.json lists the modules")
-        for entry in modules:
-            if not isinstance(entry, dict) or not isinstance(entry.get("type"), str):
-                raise CheckpointError(modules_path, f"every entry needs a 'type' and a 'path', got {entry!r}")
-            if entry["type"].rsplit(".", 1)[-1] in ("Transformer", "Dense"):
-                _weights(files, str(entry.get("path") or ""))
-        return _Source("sentence-transformers")
-
-    config_path = files.find("config.json")
-    if config_path is None:
-        raise FileNotFoundError(
-            f"{files.describe('config.json')} is missing: {files.name!r} is neither a colbert-ai checkpoint "
-            "(config.json, model.safetensors, artifact.metadata) nor a sentence-transformers folder (modules.json), "
-            "or it is not in the local Hugging Face cache."
-        )
-    config = _read_json(config_path, dict, "a transformers config.json")
-    architectures = config.get("architectures") or []
-    if "HF_ColBERT" not in architectures:
-        raise CheckpointError(
-            config_path,
-            f"architectures is {architectures!r}, not colbert-ai's ['HF_ColBERT']. ColBERTXM loads colbert-ai "
-            "checkpoints such as antoinelouis/colbert-xm and folders saved by ColBERTXM.save().",
-        )
-    metadata_path = files.find("artifact.metadata")
-    if metadata_path is None:
-        raise FileNotFoundError(
-            f"{files.describe('artifact.metadata')} is missing: colbert-ai checkpoints keep query_maxlen, doc_maxlen, "
-            "the marker tokens and the punctuation setting there, and guessing them would change every vector. "
-            + _RESTORE
-        )
-    metadata = _read_json(metadata_path, dict, "colbert-ai writes its ColBERTConfig there as a JSON object")
-    _check_metadata(metadata, metadata_path)
-    limit = max_input_tokens(SimpleNamespace(**config))
-    for key in ("query_maxlen", "doc_maxlen"):
-        value = metadata.get(key) or COLBERT_AI_DEFAULTS[key]
-        if limit is not None and value > limit:
-            raise CheckpointError(
-                metadata_path, f"{key}={value} exceeds the {limit} tokens this XMOD model can embed ({config_path})"
-            )
-
-    shapes = _weights(files)
-    weights_path = files.find("model.safetensors") or files.describe("model.safetensors")
-    if "linear.weight" not in shapes:
-        raise CheckpointError(weights_path, "no 'linear.weight' tensor: not a colbert-ai HF_ColBERT checkpoint")
-    if not any(key.startswith("roberta.") for key in shapes):
-        raise CheckpointError(weights_path, "no 'roberta.*' encoder tensors: not a colbert-ai HF_ColBERT checkpoint")
-    linear = shapes["linear.weight"]
-    if len(linear) != 2 or (metadata.get("dim") is not None and linear[0] != metadata["dim"]):
-        raise CheckpointError(
-            weights_path,
-            f"linear.weight has shape {list(linear)} but {metadata_path} says dim={metadata.get('dim')}",
-        )
-    return _Source("colbert-ai", metadata)
 
 
 class _ExpectedLoadReport(logging.Filter):
@@ -495,14 +314,8 @@ class ColBERTXM(XmodLanguageMixin, CompilableXmodMixin, MultiVectorEncoder):
         source = None
         if model_name_or_path is not None:
             model_name_or_path = str(model_name_or_path)
-            files = _Files(
-                model_name_or_path,
-                token=kwargs.get("token"),
-                cache_folder=kwargs.get("cache_folder") or os.getenv("SENTENCE_TRANSFORMERS_HOME"),
-                revision=kwargs.get("revision"),
-                local_files_only=kwargs.get("local_files_only", False),
-            )
-            source = _inspect_checkpoint(files)
+            files = CheckpointFiles.from_model_kwargs(model_name_or_path, kwargs)
+            source = inspect_colbert_checkpoint(files)
         colbert_ai = source is not None and source.kind == "colbert-ai"
         with _log_filter("transformers.modeling_utils", _ExpectedLoadReport() if colbert_ai else None):
             super().__init__(model_name_or_path, **kwargs)

@@ -90,7 +90,14 @@ def _rebuild_checkpoint_error(cls: type[CheckpointError], file: str, message: st
 
 
 class MissingCheckpointFileError(CheckpointError, FileNotFoundError):
-    """A file the checkpoint needs is absent (tokenizer, weights, ``artifact.metadata``, ...)."""
+    """A file the checkpoint needs is absent (tokenizer, weights, ``artifact.metadata``, ...).
+
+    The message reads ``{file} is missing: {explanation}``.
+    """
+
+    def __init__(self, file: str, explanation: str) -> None:
+        self.file = file
+        Exception.__init__(self, f"{file} is missing: {explanation}")
 
     def __str__(self) -> str:  # FileNotFoundError's own __str__ would print errno fields
         return Exception.__str__(self)

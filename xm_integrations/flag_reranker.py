@@ -24,6 +24,7 @@ except ImportError as exc:  # the optional extra
 from tqdm import tqdm, trange
 from transformers import XmodPreTrainedModel
 
+from xm_integrations.checkpoint_validation import CheckpointFiles, check_cross_encoder_checkpoint
 from xm_integrations.fast_inference import fast_path_enabled, install_fast_adapters, score_pairs, tokenize
 from xm_integrations.flag_registration import install as install_flag_registration
 from xm_integrations.reranking import check_workers_alive, language_major_order, max_input_tokens, route_pairs
@@ -97,6 +98,10 @@ class XMFlagReranker(XmodLanguageMixin, FlagReranker):
         Raises:
             TypeError: ``default_language=`` was given (stock ``FlagReranker`` silently ignores it;
                 use ``language=``), or the checkpoint is not an XMOD model.
+            CheckpointError: the checkpoint cannot score pairs: a multi-vector (ColBERT-XM) model, no
+                classification head, or a corrupt file (the message names the file).
+            MissingCheckpointFileError: ``config.json``, the safetensors weights or the tokenizer
+                files are missing (a ``FileNotFoundError``).
             UnknownLanguageError: the checkpoint has no adapter for ``language``.
         """
         self.pool = None  # stock __del__ reads it, even when loading fails
@@ -106,6 +111,8 @@ class XMFlagReranker(XmodLanguageMixin, FlagReranker):
                 "XMFlagReranker takes language=..., not default_language= (which stock FlagReranker would "
                 "silently ignore); e.g. XMFlagReranker(path, language='fr')."
             )
+        files = CheckpointFiles(str(model_name_or_path), cache_folder=kwargs.get("cache_dir"))
+        check_cross_encoder_checkpoint(files, type(self).__name__)
         super().__init__(model_name_or_path, *args, **kwargs)
         xmod = self._xmod_model()
         install_language_resolution(xmod)

@@ -15,6 +15,7 @@ from sentence_transformers import CrossEncoder
 from sentence_transformers.base.model import BaseModel
 from transformers import XmodPreTrainedModel
 
+from xm_integrations.checkpoint_validation import CheckpointFiles, check_cross_encoder_checkpoint
 from xm_integrations.compiled_layers import CompilableXmodMixin
 from xm_integrations.fast_inference import (
     default_autocast_dtype,
@@ -117,8 +118,14 @@ class MonoXM(XmodLanguageMixin, CompilableXmodMixin, CrossEncoder):
 
         Raises:
             TypeError: the checkpoint is not an XMOD model.
+            CheckpointError: the checkpoint cannot score pairs: a multi-vector (ColBERT-XM) model, no
+                classification head, or a corrupt file (the message names the file).
+            MissingCheckpointFileError: ``config.json``, the safetensors weights or the tokenizer
+                files are missing (a ``FileNotFoundError``).
             UnknownLanguageError: the checkpoint has no adapter for ``language``.
         """
+        if model_name_or_path is not None:
+            check_cross_encoder_checkpoint(CheckpointFiles.from_model_kwargs(model_name_or_path, kwargs), "MonoXM")
         super().__init__(model_name_or_path, **kwargs)
         self.fast_inference = fast_inference
         xmod = self._xmod_model()

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from xm_integrations.checkpoint_validation import max_input_tokens
 from xm_integrations.routing import LanguageArg, RoutedPair, check_lang_ids, route_inputs
 from xm_integrations.xmod_language import XmodLanguageMixin
 
@@ -112,21 +113,6 @@ def language_major_order(lang_ids: Sequence[int], lengths: Sequence[int]) -> np.
     if not len(lang_ids):
         return np.zeros(0, dtype=np.int64)
     return np.lexsort((-lengths, lang_ids))
-
-
-def max_input_tokens(config: Any) -> int | None:
-    """The longest input, in tokens with the special ones, that an XMOD model can embed.
-
-    XMOD numbers positions as RoBERTa does, from ``pad_token_id + 1``, so of the
-    ``max_position_embeddings`` (514) only 512 are usable. sentence-transformers caps inputs at
-    ``max_position_embeddings`` itself, which fails with an index error on long inputs whenever the
-    tokenizer does not set ``model_max_length`` (the tiny test checkpoints do not).
-    """
-    positions = getattr(config, "max_position_embeddings", None)
-    if positions is None:
-        return None
-    pad = getattr(config, "pad_token_id", None)
-    return positions - (pad + 1 if pad is not None else 0)
 
 
 def check_workers_alive(processes: Sequence[Any], owner: str) -> None:

@@ -19,6 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from xm_integrations.errors import MissingLanguageError
 from xm_integrations.hub.model_folder import ModelFolder, ModelFolderError, ModelKind, read_model_folder
 from xm_integrations.hub.validate import DEFAULT_TOLERANCE, ValidationError, ValidationReport, validate_model_folder
 
@@ -87,7 +88,8 @@ def convert_model(
 
     Raises:
         ModelFolderError: not a checkpoint this can convert.
-        ValueError: no default language given or saved.
+        MissingLanguageError: no default language given or saved (a ``ValueError``).
+        CheckpointError: the source cannot work (no tokenizer files, no head, a corrupt file).
         FileExistsError: ``output_dir`` is not empty and ``overwrite`` is false.
         ValidationError: the output does not reproduce the source; nothing is written.
     """
@@ -100,7 +102,7 @@ def convert_model(
         )
     language = _default_language(folder, language)
     if language is None:
-        raise ValueError(
+        raise MissingLanguageError(
             f"{source} has no default_language; pass --language (e.g. --language fr): stock loaders cannot run an "
             "XMOD model without one. Other languages stay available per call."
         )

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from xm_integrations.checkpoint_validation import CheckpointFiles, check_transformer_tokenizer
 from xm_integrations.errors import ValidationError
 from xm_integrations.hub.model_folder import ModelFolder, ModelKind, read_model_folder
 from xm_integrations.languages import language_to_iso
@@ -31,6 +32,8 @@ __all__ = [
     "Check",
     "ValidationError",
     "ValidationReport",
+    "differing_inputs",
+    "failure_hint",
     "max_difference",
     "probe_languages",
     "probe_texts",
@@ -64,6 +67,7 @@ class Check:
     max_difference: float
     tolerance: float
     error: str | None = None
+    differing: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -73,7 +77,8 @@ class Check:
         if self.error is not None:
             return f"FAILED {self.name}: {self.error}"
         verdict = "ok" if self.passed else "MISMATCH"
-        return f"{verdict:8} {self.name}: max |difference| {self.max_difference:.2e} (tolerance {self.tolerance:.0e})"
+        line = f"{verdict:8} {self.name}: max |difference| {self.max_difference:.2e} (tolerance {self.tolerance:.0e})"
+        return "\n".join([line, *(f"         differs: {item}" for item in self.differing)])
 
 
 @dataclass
@@ -123,27 +128,53 @@ def _numpy(value: object) -> object:
     return detach().float().cpu().numpy() if detach is not None else value
 
 
+def differing_inputs(left: Sequence, right: Sequence, labels: Sequence[str], tolerance: float) -> tuple[str, ...]:
+    """``"LABEL: difference"`` for every aligned pair of outputs further apart than ``tolerance``."""
+    if len(left) != len(right) or len(labels) != len(left):
+        return ()
+    return tuple(
+        f"{label}: {difference:.2e}" for label, a, b in zip(labels, left, right)
+        if (difference := max_difference([a], [b])) > tolerance
+    )
+
+
 def _run_check(report: ValidationReport, name: str, tolerance: float,
-               compute: Callable[[], tuple[Sequence, Sequence]]) -> None:
+               compute: Callable[[], tuple[Sequence, Sequence]], labels: Sequence[str] = ()) -> None:
+    """Run one comparison; ``labels`` name the outputs (one per input) so that a mismatch says which differ."""
     try:
         stock, ours = compute()
     except Exception as error:  # a stock loader that cannot run the folder is a failed check, not a crash
         report.checks.append(Check(name, float("inf"), tolerance, error=f"{type(error).__name__}: {error}"))
         return
-    report.checks.append(Check(name, max_difference(stock, ours), tolerance))
+    report.checks.append(Check(name, max_difference(stock, ours), tolerance,
+                               differing=differing_inputs(stock, ours, labels, tolerance)))
+
+
+def _labels(codes: Sequence[str], texts: Sequence[str]) -> list[str]:
+    return [f"{code} {text[:40]!r}" for code, text in zip(codes, texts)]
+
+
+_DEFAULT_LANGUAGE_CHECK = "default_language in config.json"
 
 
 def _require_default_language(folder: ModelFolder, report: ValidationReport, tolerance: float) -> bool:
     if folder.default_language is not None:
         return True
     report.checks.append(Check(
-        "default_language in config.json", float("inf"), tolerance,
+        _DEFAULT_LANGUAGE_CHECK, float("inf"), tolerance,
         error="not set, so stock loaders fail with 'Input language unknown'",
     ))
     return False
 
 
 def _validate_mono_xm(folder: ModelFolder, report: ValidationReport, tolerance: float, ours: Any = None) -> None:
+    """Stock ``CrossEncoder`` against :class:`MonoXM`, stock ``FlagReranker`` against :class:`XMFlagReranker`.
+
+    Like with like: FlagEmbedding 1.4 on transformers 5 decodes token ids back to text and tokenizes
+    the pair again, which differs from one-pass pair tokenization wherever a piece does not
+    round-trip (an ``<unk>``, some whitespace), so its scores are compared with our subclass of it,
+    never with the sentence-transformers ones.
+    """
     from sentence_transformers import CrossEncoder
 
     from xm_integrations.mono_xm import MonoXM
@@ -153,32 +184,43 @@ def _validate_mono_xm(folder: ModelFolder, report: ValidationReport, tolerance: 
     ours = ours if ours is not None else MonoXM(path)
     stock = CrossEncoder(path)
     pairs = [probe_texts(code) for code in codes]
-    mixed = ours.predict(pairs, language=list(codes), show_progress_bar=False)
+    labels = _labels(codes, [passage for _, passage in pairs])
 
-    def per_language(set_language: Callable[[str], None], predict: Callable[[list], Sequence]) -> Callable:
+    def per_language(set_language: Callable[[str], None], predict: Callable[[list], Sequence],
+                     predict_ours: Callable[[list, list[str]], Sequence]) -> Callable:
         def compute() -> tuple[list, list]:
             expected = []
             for code, pair in zip(codes, pairs):
                 set_language(code)
                 expected.append(float(np.asarray(predict([pair])).reshape(-1)[0]))
-            return [np.array(expected)], [np.asarray(mixed, dtype=np.float64)]
+            return list(expected), list(np.asarray(predict_ours(pairs, list(codes)), dtype=np.float64))
         return compute
 
     _run_check(report, "sentence-transformers CrossEncoder vs MonoXM, default language", tolerance,
-               lambda: ([stock.predict(pairs, show_progress_bar=False)],
-                        [ours.predict(pairs, show_progress_bar=False)]))
+               lambda: (list(stock.predict(pairs, show_progress_bar=False)),
+                        list(ours.predict(pairs, show_progress_bar=False))),
+               labels=[f"{folder.default_language} {passage[:40]!r}" for _, passage in pairs])
     _run_check(report, f"CrossEncoder per adapter ({', '.join(codes)}) vs MonoXM with one language per pair",
                tolerance, per_language(stock.model.set_default_language,
-                                       lambda batch: stock.predict(batch, show_progress_bar=False)))
+                                       lambda batch: stock.predict(batch, show_progress_bar=False),
+                                       lambda batch, languages: ours.predict(batch, language=languages,
+                                                                             show_progress_bar=False)),
+               labels=labels)
     try:
         from FlagEmbedding import FlagReranker
+
+        from xm_integrations.flag_reranker import XMFlagReranker
     except ImportError:
         logger.info("FlagEmbedding is not installed: skipping the FlagReranker comparison.")
         return
     flag = FlagReranker(path, use_fp16=False, devices="cpu")
-    _run_check(report, f"FlagEmbedding FlagReranker per adapter ({', '.join(codes)}) vs MonoXM", tolerance,
+    ours_flag = XMFlagReranker(path, use_fp16=False, devices="cpu")
+    _run_check(report, f"FlagEmbedding FlagReranker per adapter ({', '.join(codes)}) vs XMFlagReranker", tolerance,
                per_language(flag.model.set_default_language,
-                            lambda batch: flag.compute_score([list(pair) for pair in batch], normalize=True)))
+                            lambda batch: flag.compute_score([list(pair) for pair in batch], normalize=True),
+                            lambda batch, languages: ours_flag.compute_score(batch, language=languages,
+                                                                             normalize=True)),
+               labels=labels)
 
 
 def _validate_colbert(folder: ModelFolder, report: ValidationReport, tolerance: float, ours: Any = None) -> None:
@@ -206,7 +248,7 @@ def _validate_colbert(folder: ModelFolder, report: ValidationReport, tolerance: 
             return expected, list(encode_ours(texts, language=list(codes), show_progress_bar=False))
 
         _run_check(report, f"MultiVectorEncoder per adapter ({', '.join(codes)}) vs ColBERTXM, {task} vectors",
-                   tolerance, compute)
+                   tolerance, compute, labels=_labels(codes, texts))
 
 
 def _validate_xmod(folder: ModelFolder, report: ValidationReport, tolerance: float, ours: Any = None) -> None:
@@ -237,19 +279,45 @@ def _validate_xmod(folder: ModelFolder, report: ValidationReport, tolerance: flo
         lengths = batch["attention_mask"].sum(dim=1)
         return expected, [mixed[i] if classifier else mixed[i, : int(lengths[i])] for i in range(len(codes))]
 
-    _run_check(report, f"transformers per adapter ({', '.join(codes)}) vs one batch with lang_ids", tolerance, compute)
+    _run_check(report, f"transformers per adapter ({', '.join(codes)}) vs one batch with lang_ids", tolerance, compute,
+               labels=_labels(codes, texts))
 
 
-_HINTS = {
-    ModelKind.COLBERT_AI: "This is a raw colbert-ai checkpoint, which stock sentence-transformers does not encode as "
-                          "colbert-ai did. Convert it first: `xm-integrations convert MODEL_DIR OUT_DIR --language LANG`, "
-                          "then push OUT_DIR.",
-    ModelKind.COLBERT_XM: "Re-save the model with ColBERTXM (`xm-integrations convert`) after setting its default "
-                          "language, then push again.",
+#: What to do when the folder has no default language, by layout.
+_DEFAULT_LANGUAGE_HINTS = {
+    ModelKind.COLBERT_AI: "Convert it with a default language: `xm-integrations convert MODEL_DIR OUT_DIR --language "
+                          "LANG`, then push OUT_DIR.",
+    ModelKind.COLBERT_XM: "Set a default language and save again (ColBERTXM(MODEL_DIR, language=LANG).save(OUT_DIR), or "
+                          "`xm-integrations convert MODEL_DIR OUT_DIR --language LANG`), then push OUT_DIR.",
     ModelKind.MONO_XM: "Save it with a default language first: `xm-integrations convert MODEL_DIR OUT_DIR --language "
-                       "LANG` (or MonoXM(...).set_default_language(...); save_pretrained(...)), then push OUT_DIR.",
+                       "LANG` (or MonoXM(MODEL_DIR, language=LANG).save(OUT_DIR)), then push OUT_DIR.",
     ModelKind.XMOD: "Set a default language (model.set_default_language(code); save_pretrained(...)), then push again.",
 }
+
+_CONVERT_COLBERT_AI = ("This is a raw colbert-ai checkpoint, which stock sentence-transformers does not encode as "
+                       "colbert-ai did. Convert it first: `xm-integrations convert MODEL_DIR OUT_DIR --language LANG`, "
+                       "then push OUT_DIR.")
+
+
+def failure_hint(report: ValidationReport) -> str:
+    """What to do about a failed report, said only where it applies to this folder and this failure.
+
+    No default language: how to save one, for this layout. A raw colbert-ai checkpoint: convert it.
+    A stock loader that failed: its error (in the report) is what to fix. Outputs that differ on a
+    folder that loads everywhere: no advice would be right, so the differing inputs are listed and
+    the likely causes named.
+    """
+    failed = [check for check in report.checks if not check.passed]
+    if any(check.name == _DEFAULT_LANGUAGE_CHECK for check in failed):
+        return _DEFAULT_LANGUAGE_HINTS[report.kind]
+    if report.kind is ModelKind.COLBERT_AI:
+        return _CONVERT_COLBERT_AI
+    if any(check.error is not None for check in failed):
+        return "A stock library could not load or run the folder: fix what its FAILED line above names, then push again."
+    return ("The stock library and xm_integrations load this folder but score the inputs listed above differently. "
+            "Check that the tokenizer files agree with each other (tokenizer.json and sentencepiece.bpe.model) and "
+            "that the weights were not changed after saving; re-save the model with MonoXM/ColBERTXM .save() and "
+            "validate again. If it persists, report it with this output.")
 
 
 def validate_model_folder(model_dir: str | Path | ModelFolder, *, tolerance: float = DEFAULT_TOLERANCE,
@@ -265,10 +333,13 @@ def validate_model_folder(model_dir: str | Path | ModelFolder, *, tolerance: flo
             the conversion itself.
 
     Raises:
-        ValidationError: a check failed (with ``raise_on_failure``); the message lists every check
-            and what to do.
+        ValidationError: a check failed (with ``raise_on_failure``); the message lists every check,
+            the inputs that differ, and what to do where that is known.
+        CheckpointError: the folder cannot work at all (no tokenizer files, no classification
+            head, a multi-vector folder where a reranker was expected); the message names the file.
     """
     folder = model_dir if isinstance(model_dir, ModelFolder) else read_model_folder(model_dir)
+    check_transformer_tokenizer(CheckpointFiles(str(folder.path)))  # without it every text would be <unk>
     report = ValidationReport(folder.path, folder.kind)
     if _require_default_language(folder, report, tolerance):
         if folder.kind is ModelKind.MONO_XM:
@@ -278,5 +349,5 @@ def validate_model_folder(model_dir: str | Path | ModelFolder, *, tolerance: flo
         else:
             _validate_xmod(folder, report, tolerance, ours)
     if raise_on_failure and not report.passed:
-        raise ValidationError(report, _HINTS[folder.kind])
+        raise ValidationError(report, failure_hint(report))
     return report
