@@ -639,10 +639,10 @@ def test_fast_document_path_equals_stock_path(fast_model, stock_model, plain, mo
     assert _max_diff(fast, plain.documents(FAST_DOCUMENTS, FAST_LANGUAGES)) <= ATOL
     assert fast[1].shape[0] == stock[1].shape[0]  # punctuation only: the skiplist applies the same way
     assert fast[3].shape[0] == REFERENCE["config"]["doc_maxlen"]
-    # encode() without a task encodes documents, through the fast path too
-    plain_encode = fast_model.encode(FAST_DOCUMENTS, language=FAST_LANGUAGES)
+    # encode(task="document") is encode_document, through the fast path too
+    task_encode = fast_model.encode(FAST_DOCUMENTS, language=FAST_LANGUAGES, task="document")
     assert calls == [1, 1]
-    assert _max_diff(plain_encode, [v.numpy() for v in stock]) <= ATOL
+    assert _max_diff(task_encode, [v.numpy() for v in stock]) <= ATOL
 
 
 def test_fast_document_path_output_forms(fast_model, stock_model, monkeypatch):
@@ -682,10 +682,11 @@ def test_fast_path_is_only_for_what_it_reproduces(tiny_colbert_xm, fast_model, m
     assert default.fast_inference is True
     default.encode_document(["a text"], language="fr")
     assert calls == [1, 1]
-    assert default._takes_fast_path({"device": "cuda"}) and default._takes_fast_path({})
+    assert default._takes_fast_path({"device": "cuda", "task": "document"})
+    assert not default._takes_fast_path({})  # plain encode() is stock's (no marker), see test_encode_without_task
     stock = ColBERTXM(tiny_colbert_xm, device="cpu", fast_inference=False)
     stock.encode_document(["a text"], language="fr")
-    assert calls == [1, 1] and not stock._takes_fast_path({"device": "cuda"})
+    assert calls == [1, 1] and not stock._takes_fast_path({"device": "cuda", "task": "document"})
 
 
 def _stock_takes(name: str, method: str = "encode_document") -> bool:

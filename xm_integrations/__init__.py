@@ -15,6 +15,7 @@ from xm_integrations.languages import (
     UnknownLanguageError,
     resolve_language,
 )
+from xm_integrations.engine import FastInferenceConfig
 from xm_integrations.errors import MissingLanguageError, XMIntegrationsError
 from xm_integrations.flag_registration import install as _install_flag_registration
 
@@ -57,6 +58,7 @@ __all__ = [
     "XMOD_LANGUAGES",
     "XMOD_LANGUAGE_CODES",
     "ColBERTXM",
+    "FastInferenceConfig",
     "MissingLanguageError",
     "XMIntegrationsError",
     "MonoXM",

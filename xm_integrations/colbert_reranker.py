@@ -20,8 +20,9 @@ from typing import Any
 import torch
 
 from xm_integrations.colbert_xm import ColBERTXM
+from xm_integrations.engine import UnsetBatchSize
 from xm_integrations.scoring.late_interaction import maxsim_pairwise
-from xm_integrations.reranking import check_pairs, pair_languages
+from xm_integrations.reranking import as_pair_batch, check_pairs, pair_languages
 from xm_integrations.routing import LanguageArg
 
 __all__ = ["XMColBERTReranker"]
@@ -84,7 +85,7 @@ class XMColBERTReranker:
         trust_remote_code: bool = False,
         cache_dir: str | None = None,
         devices: str | int | Sequence[str | int] | None = None,
-        batch_size: int = 128,
+        batch_size: int = UnsetBatchSize(128),
         query_max_length: int | None = None,
         max_length: int | None = None,
         normalize: bool = False,
@@ -105,7 +106,8 @@ class XMColBERTReranker:
             passage_instruction_for_rerank, passage_instruction_format: The same for passages.
             trust_remote_code, cache_dir: Passed to the loader (``cache_folder``).
             devices: One device, or FlagEmbedding's list (the first is used).
-            batch_size: Texts per forward pass.
+            batch_size: Texts per forward pass, when given; otherwise document batches are cut by
+                the token budget of ColBERT-XM's fast path (and queries by stock's 128).
             query_max_length, max_length: Accepted for compatibility; see the class docstring.
             normalize: Default for :meth:`compute_score`'s ``normalize``.
             language: The default adapter, in any form :func:`~xm_integrations.resolve_language`
@@ -211,10 +213,9 @@ class XMColBERTReranker:
                 f"compute_score() got unsupported arguments {sorted(kwargs)}: ColBERT-XM tokenizes exactly as "
                 "colbert-ai does, so tokenizer options cannot apply."
             )
-        if isinstance(sentence_pairs, (list, tuple)) and sentence_pairs and isinstance(sentence_pairs[0], str):
-            sentence_pairs = [sentence_pairs]  # one pair, as FlagReranker accepts it
-        pairs = check_pairs(list(sentence_pairs))
+        pairs = check_pairs(as_pair_batch(sentence_pairs)[0])  # one pair, a list or a NumPy array, as stock
         if not pairs:
+            pair_languages(self.model, pairs, language)  # a misspelt language fails on an empty call too
             return []
         self._warn_about_lengths(query_max_length, max_length)
         batch_size = self.batch_size if batch_size is None else batch_size

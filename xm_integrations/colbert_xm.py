@@ -28,7 +28,7 @@ import string
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,6 +46,7 @@ from xm_integrations.checkpoint_validation import (
 )
 from xm_integrations.errors import CheckpointError
 from xm_integrations.compiled_layers import CompilableXmodMixin
+from xm_integrations.engine import FastInferenceConfig, UnsetBatchSize, resolve_fast_inference
 from xm_integrations.fast_inference import (
     ColBERTDocumentHead,
     colbert_document_ids,
@@ -54,7 +55,7 @@ from xm_integrations.fast_inference import (
     fast_path_enabled,
     install_fast_adapters,
 )
-from xm_integrations.scoring.late_interaction import maxsim, maxsim_pairwise
+from xm_integrations.scoring.stock_arguments import stock_similarity
 from xm_integrations.routing import (
     LanguageArg,
     MissingLanguageError,
@@ -268,17 +269,19 @@ class ColBERTXM(XmodLanguageMixin, CompilableXmodMixin, MultiVectorEncoder):
 
     Speed: every XMOD layer runs only the adapters present in a batch (transformers runs all 81,
     masked, in every layer; the numbers are the same, and an out-of-range adapter id is an error).
-    Document encoding (:meth:`encode_document`, or :meth:`encode` without ``task="query"``) also
+    Document encoding (:meth:`encode_document`, or :meth:`encode` with ``task="document"``) also
     takes the fast path of :mod:`xm_integrations.fast_inference` (``fast_inference=True``, the
     default, on every device) when called with only ``batch_size``, ``show_progress_bar``,
-    ``convert_to_numpy`` and ``device`` (and the document marker prompt): documents tokenized once, batches cut by a budget
-    of padded tokens (``batch_size`` is not used there) over documents sorted by length, each
-    batch's rows grouped by language. On CUDA, float32 weights run under fp16 autocast there, as
-    colbert-ai itself encodes on a GPU (its ``Checkpoint`` wraps ``doc()`` in
+    ``convert_to_numpy``, ``device`` and ``truncate_dim`` (and the document marker prompt):
+    documents tokenized once, batches cut by a budget of padded tokens (a ``batch_size`` given by
+    the caller also caps the documents per batch, as in stock) over documents sorted by length,
+    each batch's rows grouped by language. On CUDA, float32 weights run under fp16 autocast there,
+    as colbert-ai itself encodes on a GPU (its ``Checkpoint`` wraps ``doc()`` in
     ``torch.cuda.amp.autocast``): vectors within about 1e-3 of the float32 ones, returned in the
     model's dtype; on CPU, or with a half-precision model, it runs in the model's dtype without
-    autocast. Each returned tensor is then a view into one packed tensor per batch. Queries, pools
-    and any other argument take the stock path.
+    autocast. Each document gets a compact tensor of its own (views into one tensor per batch
+    with ``FastInferenceConfig(share_batch_storage=True)``). Queries, pools and any other argument
+    take the stock path.
 
     Example::
 
@@ -295,7 +298,7 @@ class ColBERTXM(XmodLanguageMixin, CompilableXmodMixin, MultiVectorEncoder):
     """
 
     def __init__(self, model_name_or_path: str | os.PathLike | None = None, *, language: str | None = None,
-                 fast_inference: bool = True, **kwargs: Any) -> None:
+                 fast_inference: bool | FastInferenceConfig = True, **kwargs: Any) -> None:
         """Load a checkpoint, validating its files first so that a broken one fails naming the file.
 
         Args:
@@ -306,11 +309,14 @@ class ColBERTXM(XmodLanguageMixin, CompilableXmodMixin, MultiVectorEncoder):
                 accepts; the checkpoint's ``default_language`` when omitted.
             fast_inference: ``True`` (default): document encoding takes the fast path where the
                 call's arguments allow it (fp16 autocast on CUDA, as colbert-ai on a GPU; float32
-                on CPU); ``False``: stock batching, in the model's dtype (the adapters still run
-                only where present).
+                on CPU); a :class:`~xm_integrations.FastInferenceConfig` takes it with those
+                settings (``max_batch_tokens`` caps a forward pass's memory, ``share_batch_storage``
+                returns views instead of compact tensors); ``False``: stock batching, in the model's
+                dtype (the adapters still run only where present).
             **kwargs: Every keyword argument of ``MultiVectorEncoder`` (``device``, ``revision``,
                 ``cache_folder``, ``model_kwargs``, ...).
         """
+        resolve_fast_inference(fast_inference)  # a wrong type fails before the load
         source = None
         if model_name_or_path is not None:
             model_name_or_path = str(model_name_or_path)
@@ -411,8 +417,9 @@ class ColBERTXM(XmodLanguageMixin, CompilableXmodMixin, MultiVectorEncoder):
                 one language per input, or ``"auto"`` (detected per input).
             *args, **kwargs: Everything ``MultiVectorEncoder.encode`` takes (``batch_size``,
                 ``task``, ``convert_to_numpy``, ``show_progress_bar``, ``pool``, ``device``, ...).
-                Without ``task`` texts are encoded as documents, as the stock ``MultiVectorMask``
-                treats them.
+                Without ``task`` texts are tokenized and masked exactly as stock
+                ``MultiVectorEncoder.encode`` does (no marker inserted); use :meth:`encode_document`
+                and :meth:`encode_query` for colbert-ai's encoding.
 
         Returns:
             One ``(tokens, dim)`` tensor per text (every ``query_maxlen`` position for queries; the
@@ -448,7 +455,7 @@ class ColBERTXM(XmodLanguageMixin, CompilableXmodMixin, MultiVectorEncoder):
         """
         if set(kwargs) - _FAST_PATH_ARGUMENTS:
             return False
-        if kwargs.get("task") not in (None, "document") or kwargs.get("convert_to_numpy") not in (None, False, True):
+        if kwargs.get("task") != "document" or kwargs.get("convert_to_numpy") not in (None, False, True):
             return False
         if kwargs.get("output_value", "token_embeddings") != "token_embeddings" or kwargs.get("normalize_embeddings"):
             return False
@@ -502,7 +509,7 @@ class ColBERTXM(XmodLanguageMixin, CompilableXmodMixin, MultiVectorEncoder):
         self,
         texts: list[RoutedText],
         *,
-        batch_size: int = 32,
+        batch_size: int = UnsetBatchSize(32),
         show_progress_bar: bool | None = None,
         convert_to_numpy: bool = False,
         device: str | torch.device | None = None,
@@ -520,8 +527,8 @@ class ColBERTXM(XmodLanguageMixin, CompilableXmodMixin, MultiVectorEncoder):
         first ``truncate_dim`` rows of the projection, normalised once, are the same vectors (a
         vector's direction does not depend on its scale) for a smaller matrix product.
         """
-        if batch_size <= 0:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
+        config = resolve_fast_inference(self.fast_inference) or FastInferenceConfig()
+        engine = config.engine_kwargs(batch_size)
         if show_progress_bar is None:
             show_progress_bar = logging.getLogger(MultiVectorEncoder.__module__).getEffectiveLevel() <= logging.INFO
         if device is not None:
@@ -533,7 +540,8 @@ class ColBERTXM(XmodLanguageMixin, CompilableXmodMixin, MultiVectorEncoder):
         if truncate_dim is not None:
             weight = weight[:truncate_dim]
         head = ColBERTDocumentHead(weight, [] if skiplist is None else skiplist.to(weight.device),
-                                   out_device="cpu" if convert_to_numpy else None)
+                                   out_device="cpu" if convert_to_numpy else None,
+                                   compact=not config.share_batch_storage)
         encoding, tokenizer = self.colbert_encoding, self.tokenizer
 
         def tokenize(chunk: Sequence[str]) -> list[list[int]]:
@@ -545,7 +553,7 @@ class ColBERTXM(XmodLanguageMixin, CompilableXmodMixin, MultiVectorEncoder):
         vectors = encode_texts(
             xmod, tokenizer, [str(text) for text in texts], lang_ids, head=head, split=head.split,
             tokenize_fn=tokenize, autocast_dtype=default_autocast_dtype(self.device, xmod.dtype),
-            show_progress_bar=show_progress_bar, progress_desc="Encoding documents",  # stock's label
+            show_progress_bar=show_progress_bar, progress_desc="Encoding documents", **engine,  # stock's label
         )
         if convert_to_numpy:
             return [vector.float().numpy() if vector.dtype == torch.bfloat16 else vector.numpy() for vector in vectors]
@@ -556,7 +564,14 @@ class ColBERTXM(XmodLanguageMixin, CompilableXmodMixin, MultiVectorEncoder):
         return super().encode_query(inputs, *args, language=language, **kwargs)
 
     def encode_document(self, inputs: Any, *args: Any, language: LanguageArg = None, **kwargs: Any) -> Any:
-        """Encode documents (pads and colbert-ai's punctuation skiplist dropped); see :meth:`encode`."""
+        """Encode documents as colbert-ai does (marker inserted; pads and colbert-ai's punctuation skiplist dropped).
+
+        Arguments as for stock ``encode_document``, plus ``language=`` (see :meth:`encode`). A
+        ``batch_size`` given by the caller caps the documents per forward pass, as in stock;
+        without one the fast path cuts batches by its token budget alone.
+        """
+        if len(args) < 3:  # stock passes its batch_size=32 on: mark it as not given by the caller
+            kwargs.setdefault("batch_size", UnsetBatchSize(32))
         return super().encode_document(inputs, *args, language=language, **kwargs)
 
     def _route_texts(self, texts: list[Any], language: LanguageArg) -> list[RoutedText]:
@@ -566,13 +581,20 @@ class ColBERTXM(XmodLanguageMixin, CompilableXmodMixin, MultiVectorEncoder):
     def preprocess(self, inputs: Sequence[Any], prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:
         """Tokenize a batch as colbert-ai does and add XMOD's ``lang_ids`` from the routed inputs.
 
-        ``task="query"`` gives query tokenization, anything else document tokenization. The marker
+        ``task="query"`` gives colbert-ai's query tokenization, ``task="document"`` its document
+        tokenization; no task (a plain :meth:`encode`) tokenizes as the stock ``MultiVectorEncoder``
+        does on this model, so both give the same vectors from the same folder. The marker
         prompts (``self.prompts``) are inserted as ids, never as text; any other ``prompt`` is
         prepended to the text, after the marker.
         """
         if not inputs:
             return {}
-        task = kwargs.pop("task", None)
+        task = kwargs.get("task")
+        if task is None:
+            # Plain encode(): what stock MultiVectorEncoder.encode() does on this model (no marker inserted).
+            features = super().preprocess([str(text) for text in inputs], prompt=prompt, **kwargs)
+            return self._with_lang_ids(features, inputs)
+        kwargs.pop("task")
         if kwargs.get("processing_kwargs"):
             raise ValueError("ColBERTXM tokenizes exactly as colbert-ai does; processing_kwargs cannot change that.")
         texts = [str(text) for text in inputs]
@@ -581,6 +603,9 @@ class ColBERTXM(XmodLanguageMixin, CompilableXmodMixin, MultiVectorEncoder):
         tokenize = tokenize_queries if task == "query" else tokenize_documents
         features: dict[str, Any] = tokenize(self.tokenizer, texts, self.colbert_encoding)
         features["modality"] = "text"
+        return self._with_lang_ids(features, inputs)
+
+    def _with_lang_ids(self, features: dict[str, Any], inputs: Sequence[Any]) -> dict[str, Any]:
         lang_ids = routed_lang_ids(inputs, len(self.languages))
         if lang_ids is not None:
             features["lang_ids"] = lang_ids
@@ -598,28 +623,36 @@ class ColBERTXM(XmodLanguageMixin, CompilableXmodMixin, MultiVectorEncoder):
     # -- scoring -----------------------------------------------------------------------------------
 
     def similarity(self, embeddings1: Any, embeddings2: Any, **kwargs: Any) -> Tensor:
-        """MaxSim of every query against every document, ``(n_queries, n_documents)``.
+        """MaxSim of every query against every document, ``(n_queries, n_documents)``, as stock ``similarity``.
 
         Args:
             embeddings1: Query embeddings: a list of ``(tokens, dim)`` tensors or arrays, a padded
-                3-D tensor (with ``query_mask=``), or a single 2-D tensor (one query).
-            embeddings2: Document embeddings, in the same forms (``document_mask=`` for padded).
-            **kwargs: Passed to :func:`xm_integrations.maxsim` (``chunk_size``, ``memory_budget``,
-                ...); ``length_normalize=True`` divides by the query's token count (also the
-                default when ``similarity_fn_name`` is ``"meanmaxsim"``).
+                3-D tensor, or a single 2-D tensor (one query).
+            embeddings2: Document embeddings, in the same forms.
+            **kwargs: What stock ``MultiVectorEncoder.similarity`` takes, with its meaning:
+                ``a_mask`` / ``b_mask`` (padded inputs; without one, all-zero rows are padding, as
+                in stock), ``chunk_elements``, ``device`` (where to score; the result stays on the
+                documents' device), ``length_normalize`` (default: True when
+                ``similarity_fn_name`` is ``"meanmaxsim"``); and those of
+                :func:`xm_integrations.maxsim` (``query_mask``, ``document_mask``, ``chunk_size``,
+                ``memory_budget``, ...).
+
+        Returns:
+            float32 scores on the documents' device; a document without real tokens scores
+            ``-1e9``, as in stock.
         """
-        reduce = self._reduce(kwargs.pop("length_normalize", None))
-        return maxsim(_as_batch(embeddings1), _as_batch(embeddings2), reduce=reduce, **kwargs)
+        return stock_similarity(embeddings1, embeddings2, pairwise=False,
+                                length_normalize=self._length_normalize(kwargs.pop("length_normalize", None)), **kwargs)
 
     def similarity_pairwise(self, embeddings1: Any, embeddings2: Any, **kwargs: Any) -> Tensor:
-        """MaxSim of query ``i`` against document ``i``, ``(n,)``; arguments as in :meth:`similarity`."""
-        reduce = self._reduce(kwargs.pop("length_normalize", None))
-        return maxsim_pairwise(_as_batch(embeddings1), _as_batch(embeddings2), reduce=reduce, **kwargs)
+        """MaxSim of query ``i`` against document ``i``, ``(n,)``; arguments and semantics as in :meth:`similarity`."""
+        return stock_similarity(embeddings1, embeddings2, pairwise=True,
+                                length_normalize=self._length_normalize(kwargs.pop("length_normalize", None)), **kwargs)
 
-    def _reduce(self, length_normalize: bool | None) -> Literal["sum", "mean"]:
+    def _length_normalize(self, length_normalize: bool | None) -> bool:
         if length_normalize is None:
-            length_normalize = self.similarity_fn_name == "meanmaxsim"
-        return "mean" if length_normalize else "sum"
+            return self.similarity_fn_name == "meanmaxsim"
+        return bool(length_normalize)
 
     def rank(
         self,
@@ -628,7 +661,7 @@ class ColBERTXM(XmodLanguageMixin, CompilableXmodMixin, MultiVectorEncoder):
         *,
         top_k: int | None = None,
         return_documents: bool = False,
-        batch_size: int = 32,
+        batch_size: int = UnsetBatchSize(32),
         show_progress_bar: bool | None = None,
         language: LanguageArg = None,
         query_language: str | None = _UNSET,
@@ -749,10 +782,3 @@ def stock_tokenization_differences(model: ColBERTXM, texts: Sequence[str]) -> li
 def _non_null(metadata: dict[str, Any]) -> dict[str, Any]:
     """colbert-ai treats a null field as unset, so its default applies."""
     return {key: value for key, value in metadata.items() if value is not None}
-
-
-def _as_batch(embeddings: Any) -> Any:
-    """A single ``(tokens, dim)`` tensor or array is one item, as in the stock ``similarity``."""
-    if isinstance(embeddings, (Tensor, np.ndarray)) and embeddings.ndim == 2:
-        return [embeddings]
-    return embeddings

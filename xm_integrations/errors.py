@@ -76,17 +76,11 @@ class CheckpointError(XMIntegrationsError, ValueError):
 
     def __init__(self, file: str, problem: str) -> None:
         self.file = file
+        self._init_args = (file, problem)
         super().__init__(f"{file}: {problem}")
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_checkpoint_error, (type(self), self.file, str(self)))
-
-
-def _rebuild_checkpoint_error(cls: type[CheckpointError], file: str, message: str) -> CheckpointError:
-    error = cls.__new__(cls)
-    Exception.__init__(error, message)
-    error.file = file
-    return error
+    def __reduce__(self) -> tuple[Any, ...]:  # pickles into and out of pool workers
+        return (type(self), self._init_args)
 
 
 class MissingCheckpointFileError(CheckpointError, FileNotFoundError):
@@ -97,6 +91,7 @@ class MissingCheckpointFileError(CheckpointError, FileNotFoundError):
 
     def __init__(self, file: str, explanation: str) -> None:
         self.file = file
+        self._init_args = (file, explanation)
         Exception.__init__(self, f"{file} is missing: {explanation}")
 
     def __str__(self) -> str:  # FileNotFoundError's own __str__ would print errno fields

@@ -36,6 +36,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from xm_integrations.engine import UnsetBatchSize
 from xm_integrations.errors import DatasetFormatError
 
 __all__ = [
@@ -365,7 +366,7 @@ def load_candidates(path: str | Path) -> dict[str, list[str]]:
 
 
 def rerank(model: Any, dataset: RetrievalDataset, candidates: Mapping[str, Sequence[str]], *,
-           language: str | None = None, batch_size: int = 32, show_progress_bar: bool = True) -> Run:
+           language: str | None = None, batch_size: int = UnsetBatchSize(32), show_progress_bar: bool = True) -> Run:
     """Score each query's candidates with a cross-encoder (``MonoXM``) and return the run.
 
     Args:
@@ -400,7 +401,7 @@ def rerank(model: Any, dataset: RetrievalDataset, candidates: Mapping[str, Seque
 
 
 def retrieve(model: Any, dataset: RetrievalDataset, *, top_k: int = 1000, language: str | None = None,
-             batch_size: int = 32, show_progress_bar: bool = True, chunk_size: int = 4096) -> Run:
+             batch_size: int = UnsetBatchSize(32), show_progress_bar: bool = True, chunk_size: int = 4096) -> Run:
     """Full ranking of the corpus for every query with a multi-vector encoder (``ColBERTXM``), keeping ``top_k``.
 
     Documents are encoded once, then scored with MaxSim in chunks of ``chunk_size`` documents so that
@@ -499,7 +500,7 @@ def evaluate_model(
     candidates: str | Path | None = None,
     language: str | None = None,
     split: str = "test",
-    batch_size: int = 32,
+    batch_size: int = UnsetBatchSize(32),
     top_k: int = 1000,
     dataset_name: str | None = None,
     dataset_id: str | None = None,

@@ -39,6 +39,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from xm_integrations.engine.config import DEFAULT_MAX_TOKENS_CPU, DEFAULT_MAX_TOKENS_CUDA, resolve_fast_inference
+
 __all__ = [
     "ColBERTDocumentHead",
     "DEFAULT_CHUNK_SIZE",
@@ -64,10 +66,6 @@ __all__ = [
 ]
 
 #: Padded tokens per batch on CUDA. The H200 measurements flatten out from about 16k tokens (the
-#: matrix products of a 768-wide model need that many rows to fill 132 multiprocessors).
-DEFAULT_MAX_TOKENS_CUDA = 32768
-#: Padded tokens per batch on CPU: small enough for the activations to stay in cache-friendly sizes.
-DEFAULT_MAX_TOKENS_CPU = 4096
 
 
 # --------------------------------------------------------------------------------------------------
@@ -206,16 +204,17 @@ def install_fast_adapters(model: torch.nn.Module) -> int:
 # --------------------------------------------------------------------------------------------------
 
 
-def fast_path_enabled(setting: bool, device: Any) -> bool:
+def fast_path_enabled(setting: Any, device: Any) -> bool:
     """Whether a model class takes its fast path for a call on ``device`` (the call's ``device=``).
 
-    ``setting`` is the class's ``fast_inference`` argument (default ``True``). The fast path
+    ``setting`` is the class's ``fast_inference`` argument (default ``True``; a
+    :class:`~xm_integrations.FastInferenceConfig` means on). The fast path
     measured faster on every device: 12-14x the best stock
     configuration on an H200, and 1.3-2.9x the stock batching on a 2-core CPU since tokenization
     goes straight through the Rust tokenizer and languages share batches (``docs/benchmarks.md``).
     A list of devices means a pool, whose workers decide for themselves.
     """
-    return bool(setting) and not isinstance(device, list)
+    return resolve_fast_inference(setting) is not None and not isinstance(device, list)
 
 
 def default_autocast_dtype(device: torch.device | str, weight_dtype: torch.dtype = torch.float32) -> torch.dtype | None:
@@ -572,6 +571,8 @@ def _run_model(
     group_languages: bool,
     chunk_size: int,
     balance: bool = True,
+    ordered: bool = True,
+    background: bool = True,
     show_progress_bar: bool = False,
     progress_desc: str = "Batches",
 ) -> list[tuple[np.ndarray, Any]]:
@@ -602,7 +603,7 @@ def _run_model(
     install_fast_adapters(model)
     model.eval()
     count = len(sizes)
-    order = _input_order(sizes)
+    order = _input_order(sizes) if ordered else np.arange(count)
     chunks = [order[chunk.start : chunk.stop] for chunk in _chunks(count, chunk_size)]
     with tqdm(total=count, desc=progress_desc, disable=not show_progress_bar) as progress:
 
@@ -611,7 +612,7 @@ def _run_model(
             progress.update(sum(len(indices) for indices, _ in outputs))
             return outputs
 
-        results = run_pipelined(chunks, prepare, compute_and_count, background=len(chunks) > 1)
+        results = run_pipelined(chunks, prepare, compute_and_count, background=background and len(chunks) > 1)
     return [item for chunk in results for item in chunk]
 
 
@@ -629,6 +630,8 @@ def score_pairs(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     autocast_dtype: torch.dtype | None = None,
     balance: bool = True,
+    ordered: bool = True,
+    background: bool = True,
     show_progress_bar: bool = False,
 ) -> Tensor:
     """Raw logits of a sequence-classification XMOD model for (query, passage) pairs, in input order.
@@ -650,6 +653,8 @@ def score_pairs(
         autocast_dtype: Run under ``torch.autocast`` with this dtype (float32 weights); see
             :func:`default_autocast_dtype`. Pairs whose half-precision score is not finite
             (overflow) are scored again without autocast.
+        ordered: Order pairs by length in characters before cutting chunks (less padding).
+        background: Tokenize the next chunk in a background thread.
         show_progress_bar: A progress bar over the pairs (updated as each chunk is queued).
 
     Returns:
@@ -679,7 +684,8 @@ def score_pairs(
         outputs = _run_model(
             model, tokenizer, make_sequences, [len(query) + len(passage) for query, passage in pairs], lang_ids, forward,
             max_tokens=max_tokens, max_batch_size=max_batch_size, group_languages=group_languages,
-            chunk_size=chunk_size, balance=balance, show_progress_bar=show_progress_bar, progress_desc="Pairs",
+            chunk_size=chunk_size, balance=balance, ordered=ordered, background=background,
+            show_progress_bar=show_progress_bar, progress_desc="Pairs",
         )
     scores = torch.empty((len(pairs), num_labels), dtype=torch.float32, device=device)
     for indices, logits in outputs:
@@ -711,6 +717,8 @@ def encode_texts(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     autocast_dtype: torch.dtype | None = None,
     balance: bool = True,
+    ordered: bool = True,
+    background: bool = True,
     show_progress_bar: bool = False,
     progress_desc: str = "Texts",
 ) -> list[Any]:
@@ -748,7 +756,8 @@ def encode_texts(
         outputs = _run_model(
             encoder, tokenizer, make_sequences, [len(text) for text in texts], lang_ids, forward,
             max_tokens=max_tokens, max_batch_size=max_batch_size, group_languages=group_languages,
-            chunk_size=chunk_size, balance=balance, show_progress_bar=show_progress_bar, progress_desc=progress_desc,
+            chunk_size=chunk_size, balance=balance, ordered=ordered, background=background,
+            show_progress_bar=show_progress_bar, progress_desc=progress_desc,
         )
     split = split or list
     results: list[Any] = [None] * len(texts)
@@ -774,17 +783,19 @@ class ColBERTDocumentHead:
 
     Projection in the model's dtype with float32 accumulation, normalisation in float32, vectors
     stored in ``out_dtype`` (default: the model's dtype). :meth:`split` (one device synchronisation
-    per batch, after everything is queued) gives each document's kept vectors as views into one
-    packed tensor, on ``out_device`` (default: where they were computed).
+    per batch, after everything is queued) gives each document's kept vectors on ``out_device``
+    (default: where they were computed): compact tensors of their own, or with ``compact=False``
+    views into one packed tensor per batch (no copy, but a kept view pins the whole batch).
     """
 
     def __init__(self, weight: Tensor, skiplist_ids: Sequence[int] | Tensor, *, out_dtype: torch.dtype | None = None,
-                 out_device: torch.device | str | None = None) -> None:
+                 out_device: torch.device | str | None = None, compact: bool = True) -> None:
         self.weight = weight
         self.skiplist = torch.as_tensor(list(skiplist_ids) if not isinstance(skiplist_ids, Tensor) else skiplist_ids,
                                         dtype=torch.long, device=weight.device)
         self.out_dtype = out_dtype
         self.out_device = None if out_device is None else torch.device(out_device)
+        self.compact = compact
 
     def __call__(self, hidden: Tensor, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
         projected = torch.nn.functional.linear(hidden.to(self.weight.dtype), self.weight)
@@ -801,4 +812,5 @@ class ColBERTDocumentHead:
         packed = vectors[keep]
         if self.out_device is not None and packed.device != self.out_device:
             packed = packed.to(self.out_device)
-        return list(torch.split(packed, counts))
+        pieces = torch.split(packed, counts)
+        return [piece.clone() for piece in pieces] if self.compact else list(pieces)

@@ -25,9 +25,10 @@ from tqdm import tqdm, trange
 from transformers import XmodPreTrainedModel
 
 from xm_integrations.checkpoint_validation import CheckpointFiles, check_cross_encoder_checkpoint
+from xm_integrations.engine import FastInferenceConfig, UnsetBatchSize, resolve_fast_inference
 from xm_integrations.fast_inference import fast_path_enabled, install_fast_adapters, score_pairs, tokenize
 from xm_integrations.flag_registration import install as install_flag_registration
-from xm_integrations.reranking import check_workers_alive, language_major_order, max_input_tokens, route_pairs
+from xm_integrations.reranking import as_pair_batch, check_workers_alive, language_major_order, max_input_tokens, route_pairs
 from xm_integrations.routing import LanguageArg, RoutedPair
 from xm_integrations.xmod_language import XmodLanguageMixin, find_xmod_model, install_language_resolution
 
@@ -79,7 +80,7 @@ class XMFlagReranker(XmodLanguageMixin, FlagReranker):
         model_name_or_path: str,
         *args: Any,
         language: str | None = None,
-        fast_inference: bool = True,
+        fast_inference: bool | FastInferenceConfig = True,
         **kwargs: Any,
     ) -> None:
         """Load a checkpoint as ``FlagReranker`` does.
@@ -90,8 +91,10 @@ class XMFlagReranker(XmodLanguageMixin, FlagReranker):
             language: The default adapter, in any form :func:`~xm_integrations.resolve_language`
                 accepts; the checkpoint's ``default_language`` when omitted.
             fast_inference: ``True`` (default): scoring takes the fast path, on every device
-                (pool workers too), unless the call passes tokenizer options; ``False``: stock
-                batching (the adapters still run only where present).
+                (pool workers too), unless the call passes tokenizer options; a
+                :class:`~xm_integrations.FastInferenceConfig` takes it with those settings
+                (``max_batch_tokens`` caps a forward pass's memory); ``False``: stock batching
+                (the adapters still run only where present).
             **kwargs: Every keyword argument of ``FlagReranker`` (``devices``, ``batch_size``,
                 ``max_length``, ``normalize``, ``query_max_length``, ...).
 
@@ -105,6 +108,7 @@ class XMFlagReranker(XmodLanguageMixin, FlagReranker):
             UnknownLanguageError: the checkpoint has no adapter for ``language``.
         """
         self.pool = None  # stock __del__ reads it, even when loading fails
+        resolve_fast_inference(fast_inference)  # a wrong type fails before the load
         self.fast_inference = fast_inference  # an attribute, so pool workers get it with their pickled copy
         if "default_language" in kwargs:
             raise TypeError(
@@ -113,6 +117,8 @@ class XMFlagReranker(XmodLanguageMixin, FlagReranker):
             )
         files = CheckpointFiles(str(model_name_or_path), cache_folder=kwargs.get("cache_dir"))
         check_cross_encoder_checkpoint(files, type(self).__name__)
+        if len(args) < 8:  # batch_size is stock's 9th positional argument
+            kwargs.setdefault("batch_size", UnsetBatchSize(128))  # stock's default, marked as not given
         super().__init__(model_name_or_path, *args, **kwargs)
         xmod = self._xmod_model()
         install_language_resolution(xmod)
@@ -157,9 +163,7 @@ class XMFlagReranker(XmodLanguageMixin, FlagReranker):
             TypeError: an input is not a pair of two strings (the message names its index).
             RuntimeError: a pool worker failed or died (its error is in the message).
         """
-        if isinstance(sentence_pairs, (list, tuple)) and sentence_pairs and isinstance(sentence_pairs[0], str):
-            sentence_pairs = [sentence_pairs]  # one pair, as stock accepts it
-        pairs = list(sentence_pairs)
+        pairs, _ = as_pair_batch(sentence_pairs)  # one pair, a list of pairs or a NumPy array, as stock accepts
         routed = route_pairs(self, pairs, language)
         if not routed:
             return []
@@ -190,8 +194,9 @@ class XMFlagReranker(XmodLanguageMixin, FlagReranker):
         the default language. This is what pool workers call, on their device, so they take the
         fast path there as a single device does.
 
-        On the fast path (see ``fast_inference``) ``batch_size`` only decides, as in stock,
-        whether progress bars show: batches are cut by padded tokens instead. Extra keyword
+        On the fast path (see ``fast_inference``) batches are cut by padded tokens; a
+        ``batch_size`` given by the caller (here or to the constructor) also caps the pairs per
+        batch, as in stock, and decides as in stock whether progress bars show. Extra keyword
         arguments (tokenizer options) keep the stock path, which passes them to the tokenizer.
 
         On the stock path batches are cut after sorting by adapter, then longest first. Unlike
@@ -211,9 +216,7 @@ class XMFlagReranker(XmodLanguageMixin, FlagReranker):
         if batch_size <= 0:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
 
-        if isinstance(sentence_pairs, (list, tuple)) and sentence_pairs and isinstance(sentence_pairs[0], str):
-            sentence_pairs = [sentence_pairs]
-        pairs = route_pairs(self, list(sentence_pairs), None)
+        pairs = route_pairs(self, as_pair_batch(sentence_pairs)[0], None)
         if not pairs:
             return []
 
@@ -230,9 +233,10 @@ class XMFlagReranker(XmodLanguageMixin, FlagReranker):
             def tokenize_fn(queries: list[str], passages: list[str]) -> list[list[int]]:
                 return self._encode_pairs(queries, passages, query_max_length, max_length)
 
+            config = resolve_fast_inference(self.fast_inference) or FastInferenceConfig()
             logits = score_pairs(self.model, self.tokenizer, pairs, np.asarray(lang_ids, dtype=np.int64),
                                  tokenize_fn=tokenize_fn, autocast_dtype=None,
-                                 show_progress_bar=len(pairs) >= batch_size)
+                                 show_progress_bar=len(pairs) >= batch_size, **config.engine_kwargs(batch_size))
             scores = logits.view(-1).cpu().numpy().astype(np.float64)
         else:
             scores = self._score_stock(pairs, torch.tensor(lang_ids, dtype=torch.long), batch_size,

@@ -17,6 +17,7 @@ from transformers import XmodPreTrainedModel
 
 from xm_integrations.checkpoint_validation import CheckpointFiles, check_cross_encoder_checkpoint
 from xm_integrations.compiled_layers import CompilableXmodMixin
+from xm_integrations.engine import FastInferenceConfig, UnsetBatchSize, resolve_fast_inference
 from xm_integrations.fast_inference import (
     default_autocast_dtype,
     fast_path_enabled,
@@ -24,7 +25,7 @@ from xm_integrations.fast_inference import (
     pool_chunk_size,
     score_pairs,
 )
-from xm_integrations.reranking import check_workers_alive, max_input_tokens, route_pairs
+from xm_integrations.reranking import as_pair_batch, check_workers_alive, max_input_tokens, route_pairs
 from xm_integrations.routing import LanguageArg, RoutedPair, RoutedText, language_major_length, routed_lang_ids
 from xm_integrations.xmod_language import XmodLanguageMixin, find_xmod_model, install_language_resolution
 
@@ -77,8 +78,9 @@ class MonoXM(XmodLanguageMixin, CompilableXmodMixin, CrossEncoder):
     masked, in every layer; the numbers are the same, and an out-of-range adapter id is an error).
     :meth:`predict` also takes the fast path of :mod:`xm_integrations.fast_inference`
     (``fast_inference=True``, the default, on every device): pairs tokenized once, batches cut by
-    a budget of padded tokens (``batch_size`` is not used there) over pairs sorted by length, each
-    batch's rows grouped by language; on CUDA the matrix products run in float16 under autocast
+    a budget of padded tokens (:class:`~xm_integrations.FastInferenceConfig` ``max_batch_tokens``;
+    a ``batch_size`` given by the caller also caps the pairs per batch, as in stock) over pairs
+    sorted by length, each batch's rows grouped by language; on CUDA the matrix products run in float16 under autocast
     with float32 weights, accumulation and scores (on CPU in float32). A model loaded in half
     precision (``model_kwargs={"dtype": torch.float16}``) runs in it without autocast, with the
     score error of ``FlagReranker(use_fp16=True)``.
@@ -101,7 +103,7 @@ class MonoXM(XmodLanguageMixin, CompilableXmodMixin, CrossEncoder):
         model_name_or_path: str | None = None,
         *,
         language: str | None = None,
-        fast_inference: bool = True,
+        fast_inference: bool | FastInferenceConfig = True,
         **kwargs: Any,
     ) -> None:
         """Load a checkpoint as ``CrossEncoder`` does.
@@ -111,8 +113,10 @@ class MonoXM(XmodLanguageMixin, CompilableXmodMixin, CrossEncoder):
             language: The default adapter, in any form :func:`~xm_integrations.resolve_language`
                 accepts; the checkpoint's ``default_language`` when omitted.
             fast_inference: ``True`` (default): :meth:`predict` takes the fast path where the
-                call's arguments allow it (fp16 autocast on CUDA, float32 on CPU); ``False``:
-                stock batching (the adapters still run only where present).
+                call's arguments allow it (fp16 autocast on CUDA, float32 on CPU); a
+                :class:`~xm_integrations.FastInferenceConfig` takes it with those settings (e.g.
+                ``FastInferenceConfig(max_batch_tokens=8192)`` to cap a forward pass's memory);
+                ``False``: stock batching (the adapters still run only where present).
             **kwargs: Every keyword argument of ``CrossEncoder`` (``device``, ``max_length``,
                 ``model_kwargs``, ``config_kwargs``, ...).
 
@@ -124,6 +128,7 @@ class MonoXM(XmodLanguageMixin, CompilableXmodMixin, CrossEncoder):
                 files are missing (a ``FileNotFoundError``).
             UnknownLanguageError: the checkpoint has no adapter for ``language``.
         """
+        resolve_fast_inference(fast_inference)  # a wrong type fails before the load
         if model_name_or_path is not None:
             check_cross_encoder_checkpoint(CheckpointFiles.from_model_kwargs(model_name_or_path, kwargs), "MonoXM")
         super().__init__(model_name_or_path, **kwargs)
@@ -165,12 +170,10 @@ class MonoXM(XmodLanguageMixin, CompilableXmodMixin, CrossEncoder):
             ValueError: a list of languages whose length differs from the number of pairs.
             TypeError: an input is not a pair of two strings (the message names its index).
         """
-        singular = _is_single_pair(self, inputs)
-        if singular:
-            pairs = [inputs.tolist() if isinstance(inputs, np.ndarray) else inputs]
-        else:
-            pairs = inputs.tolist() if isinstance(inputs, np.ndarray) else list(inputs)
+        pairs, singular = as_pair_batch(inputs)
         routed = route_pairs(self, [_carried_language(pair) for pair in pairs], language)
+        if not args:  # stock's default, marked as not given: the fast path then cuts by tokens alone
+            kwargs.setdefault("batch_size", UnsetBatchSize(32))
         # Stock rank() passes pool=None, prompt=None, ... explicitly: None there means "not used".
         fast_kwargs = {key: value for key, value in kwargs.items() if value is not None or key not in _UNUSED_WHEN_NONE}
         if args or not self._takes_fast_path(fast_kwargs):
@@ -196,7 +199,7 @@ class MonoXM(XmodLanguageMixin, CompilableXmodMixin, CrossEncoder):
         self,
         pairs: list[RoutedPair],
         *,
-        batch_size: int = 32,
+        batch_size: int = UnsetBatchSize(32),
         show_progress_bar: bool | None = None,
         activation_fn: Any = None,
         apply_softmax: bool | None = False,
@@ -204,9 +207,13 @@ class MonoXM(XmodLanguageMixin, CompilableXmodMixin, CrossEncoder):
         convert_to_tensor: bool = False,
         device: str | torch.device | None = None,
     ) -> Any:
-        """``CrossEncoder.predict`` for routed pairs through the fast path, same outputs and post-processing."""
-        if batch_size <= 0:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
+        """``CrossEncoder.predict`` for routed pairs through the fast path, same outputs and post-processing.
+
+        A ``batch_size`` the caller gave caps the pairs per forward pass, as in stock; otherwise the
+        token budget of :attr:`fast_inference` alone cuts the batches.
+        """
+        config = resolve_fast_inference(self.fast_inference) or FastInferenceConfig()
+        engine = config.engine_kwargs(batch_size)
         if show_progress_bar is None:
             show_progress_bar = logger.getEffectiveLevel() <= logging.INFO
         if device is not None:
@@ -217,7 +224,7 @@ class MonoXM(XmodLanguageMixin, CompilableXmodMixin, CrossEncoder):
         xmod = self._xmod_model()
         scores = score_pairs(
             xmod, self.tokenizer, pairs, lang_ids, max_length=self.max_seq_length,
-            autocast_dtype=default_autocast_dtype(device, xmod.dtype), show_progress_bar=show_progress_bar,
+            autocast_dtype=default_autocast_dtype(device, xmod.dtype), show_progress_bar=show_progress_bar, **engine,
         )
         activation_fn = activation_fn or self.activation_fn
         if activation_fn is not None:
@@ -267,6 +274,8 @@ class MonoXM(XmodLanguageMixin, CompilableXmodMixin, CrossEncoder):
             ``[{"corpus_id": i, "score": s, ("text": documents[i])}, ...]``, best first.
         """
         documents = list(documents)
+        if len(args) < 3:  # stock rank() passes its batch_size=32 on: mark it as not given by the caller
+            kwargs.setdefault("batch_size", UnsetBatchSize(32))
         routed = route_pairs(self, [(query, document) for document in documents], language)
         # Stock rank() builds its own pairs from the documents: each document carries its adapter.
         carried = [RoutedText(document, pair.lang_id) for document, pair in zip(documents, routed)]
@@ -362,17 +371,6 @@ class MonoXM(XmodLanguageMixin, CompilableXmodMixin, CrossEncoder):
         sentence-transformers version defines it.
         """
         return language_major_length(sample, CrossEncoder._input_length(sample))
-
-
-def _is_single_pair(model: CrossEncoder, inputs: Any) -> bool:
-    """Stock ``is_singular_input``, except that a list holding any pair is a batch.
-
-    Stock looks only at the first element, so ``[None, ("q", "p")]`` would count as one pair and
-    the error would name the wrong input.
-    """
-    if not model.is_singular_input(inputs):
-        return False
-    return not (isinstance(inputs, (list, tuple)) and any(isinstance(item, (list, tuple)) for item in inputs))
 
 
 def _carried_language(pair: Any) -> Any:

@@ -20,6 +20,7 @@ from xm_integrations.routing import LanguageArg, RoutedPair, check_lang_ids, rou
 from xm_integrations.xmod_language import XmodLanguageMixin
 
 __all__ = [
+    "as_pair_batch",
     "check_lang_ids_of",
     "check_pairs",
     "check_workers_alive",
@@ -29,6 +30,25 @@ __all__ = [
     "pair_languages",
     "route_pairs",
 ]
+
+
+def as_pair_batch(inputs: Any) -> tuple[list[Any], bool]:
+    """The pairs of a scoring call as a list, and whether the call passed one pair on its own.
+
+    Accepts what the stock ``CrossEncoder.predict`` and ``FlagReranker.compute_score`` accept: a
+    list or tuple of pairs, one ``(query, passage)`` pair, or a NumPy string/object array (2-D: a
+    batch; 1-D: one pair), whose rows become lists of ``str``. A list holding any list or tuple is a
+    batch, even if its first item is not (``[None, ("q", "p")]``), so the error names the bad input.
+    """
+    if isinstance(inputs, np.ndarray):
+        singular = inputs.ndim < 2 and inputs.size > 0
+        inputs = inputs.tolist()
+        return ([inputs] if singular else list(inputs)), singular
+    if isinstance(inputs, (list, tuple)) and inputs and isinstance(inputs[0], str) and not any(
+        isinstance(item, (list, tuple, np.ndarray)) for item in inputs
+    ):
+        return [inputs], True
+    return list(inputs), False
 
 
 def check_pairs(pairs: Sequence[Any]) -> list[tuple[str, str]]:
@@ -42,6 +62,8 @@ def check_pairs(pairs: Sequence[Any]) -> list[tuple[str, str]]:
     """
     checked: list[tuple[str, str]] = []
     for index, pair in enumerate(pairs):
+        if isinstance(pair, np.ndarray):
+            pair = pair.tolist()
         if isinstance(pair, (str, bytes)) or not isinstance(pair, (tuple, list)) or len(pair) != 2:
             shown = f"{type(pair).__name__} of length {len(pair)}" if isinstance(pair, (tuple, list)) else repr(pair)
             raise TypeError(

@@ -1,0 +1,122 @@
+"""MaxSim behind sentence-transformers' ``similarity`` arguments and semantics, for ``ColBERTXM.similarity``.
+
+``ColBERTXM.similarity`` / ``similarity_pairwise`` replace the stock ``MultiVectorEncoder`` methods,
+so they take what those take (``a_mask``, ``b_mask``, ``chunk_elements``, ``device``,
+``length_normalize``, which sentence-transformers' own multi-vector losses and evaluators pass) and
+mean the same by them, while scoring with :func:`~xm_integrations.scoring.maxsim`:
+
+* a padded 3-D tensor without a mask has its all-zero rows treated as padding (stock's rule; our
+  :func:`maxsim` itself never guesses padding);
+* a document without any real token scores ``-1e9`` (stock's sentinel, so it ranks below every
+  real document; :func:`maxsim` gives ``0.0``);
+* scores are float32, on the documents' device, whatever ``device`` they were computed on.
+
+Our own options (``query_mask``, ``document_mask``, ``chunk_size``, ``query_chunk_size``,
+``memory_budget``) are accepted too; giving a stock name and its counterpart together is an error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from xm_integrations.scoring.late_interaction import maxsim, maxsim_pairwise, pad_token_embeddings
+
+__all__ = ["EMPTY_DOCUMENT_SCORE", "stock_similarity"]
+
+#: What a document without any real token scores in sentence-transformers' MaxSim (checked against
+#: stock's output in the tests): far below any real score, finite so that losses stay finite.
+EMPTY_DOCUMENT_SCORE = -1e9
+
+_STOCK_TO_OURS = {"a_mask": "query_mask", "b_mask": "document_mask"}
+
+
+def stock_similarity(embeddings1: Any, embeddings2: Any, *, pairwise: bool, length_normalize: bool,
+                     **kwargs: Any) -> Tensor:
+    """MaxSim (``pairwise``: of item ``i`` against item ``i``) with stock ``MultiVectorEncoder.similarity``'s semantics.
+
+    Raises:
+        TypeError: an argument neither stock nor :func:`maxsim` takes, or a stock argument given
+            together with its :func:`maxsim` counterpart.
+    """
+    for stock_name, our_name in _STOCK_TO_OURS.items():
+        if stock_name in kwargs:
+            if our_name in kwargs:
+                raise TypeError(f"similarity() got both {stock_name}= and {our_name}=; they are the same mask, pass one.")
+            kwargs[our_name] = kwargs.pop(stock_name)
+    chunk_elements = kwargs.pop("chunk_elements", None)
+    if chunk_elements is not None:
+        if "memory_budget" in kwargs:
+            raise TypeError("similarity() got both chunk_elements= and memory_budget=; pass one.")
+        kwargs["memory_budget"] = int(chunk_elements) * 4  # elements of float32 working set, in bytes
+    device = kwargs.pop("device", None)
+    queries, query_mask = _side(embeddings1, kwargs.pop("query_mask", None))
+    documents, document_mask = _side(embeddings2, kwargs.pop("document_mask", None))
+    result_device = _device_of(documents) or _device_of(queries) or torch.device("cpu")
+    if device is not None:
+        queries, query_mask = _to(queries, query_mask, torch.device(device))
+        documents, document_mask = _to(documents, document_mask, torch.device(device))
+    score = maxsim_pairwise if pairwise else maxsim
+    scores = score(queries, documents, query_mask=query_mask, document_mask=document_mask,
+                   reduce="mean" if length_normalize else "sum", **kwargs)
+    empty = _empty_documents(documents, document_mask)
+    if empty is not None and bool(empty.any()):
+        scores = scores.masked_fill(empty.to(scores.device) if pairwise else empty.to(scores.device)[None, :],
+                                    EMPTY_DOCUMENT_SCORE)
+    return scores.float().to(result_device)
+
+
+def _as_tensor(value: Any) -> Any:
+    return torch.from_numpy(value) if isinstance(value, np.ndarray) else value
+
+
+def _side(embeddings: Any, mask: Any) -> tuple[Any, Tensor | None]:
+    """One side in :func:`maxsim`'s forms: a single 2-D item batched, list masks padded, zero rows as padding."""
+    embeddings = _as_tensor(embeddings)
+    if isinstance(mask, (list, tuple)):
+        mask = torch.nn.utils.rnn.pad_sequence([torch.as_tensor(_as_tensor(m)) for m in mask], batch_first=True)
+    elif mask is not None:
+        mask = torch.as_tensor(_as_tensor(mask))
+    if isinstance(embeddings, Tensor) and embeddings.ndim == 2:
+        embeddings = embeddings[None]
+        mask = None if mask is None else mask.reshape(1, -1)
+    if isinstance(embeddings, (list, tuple)):
+        if mask is None:
+            return list(embeddings), None
+        embeddings, _ = pad_token_embeddings([torch.as_tensor(_as_tensor(item)) for item in embeddings])
+    if isinstance(embeddings, Tensor) and embeddings.ndim == 3:
+        if mask is None:
+            mask = (embeddings != 0).any(dim=-1)  # stock: all-zero rows are padding
+        else:
+            width = embeddings.shape[1]
+            mask = mask[:, :width] if mask.shape[-1] > width else mask
+        return embeddings, mask.bool()
+    return embeddings, mask
+
+
+def _device_of(embeddings: Any) -> torch.device | None:
+    if isinstance(embeddings, Tensor):
+        return embeddings.device
+    if isinstance(embeddings, list) and embeddings and isinstance(embeddings[0], Tensor):
+        return embeddings[0].device
+    return None
+
+
+def _to(embeddings: Any, mask: Tensor | None, device: torch.device) -> tuple[Any, Tensor | None]:
+    if isinstance(embeddings, Tensor):
+        embeddings = embeddings.to(device)
+    elif isinstance(embeddings, list):
+        embeddings = [torch.as_tensor(_as_tensor(item)).to(device) for item in embeddings]
+    return embeddings, None if mask is None else mask.to(device)
+
+
+def _empty_documents(documents: Any, mask: Tensor | None) -> Tensor | None:
+    """Which documents have no real token (stock's ``-1e9`` cases)."""
+    if mask is not None:
+        return ~mask.bool().any(dim=-1)
+    if isinstance(documents, list):
+        return torch.tensor([len(item) == 0 for item in documents], dtype=torch.bool)
+    return None
