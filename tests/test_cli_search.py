@@ -137,7 +137,7 @@ def test_missing_corpus_file_and_language(tiny_colbert_xm, tmp_path, capsys):
     assert code == 2 and "Unknown language 'Klingon'" in err
 
 
-def test_broken_checkpoint_exits_1_naming_the_file(tiny_colbert_xm, tmp_path, capsys):
+def test_broken_checkpoint_exits_2_naming_the_file(tiny_colbert_xm, tmp_path, capsys):
     import shutil
 
     broken = shutil.copytree(tiny_colbert_xm, tmp_path / "broken")
@@ -145,4 +145,6 @@ def test_broken_checkpoint_exits_1_naming_the_file(tiny_colbert_xm, tmp_path, ca
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("one passage\n", encoding="utf-8")
     code, _, err = _run(capsys, "search", str(corpus), "--model", str(broken), "-q", "q", "-l", "fr")
-    assert code == 1 and str(broken / "artifact.metadata") in err and "not valid JSON" in err
+    # a broken --model folder is bad input: exit 2, one line naming the file
+    assert code == 2 and str(broken / "artifact.metadata") in err and "not valid JSON" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

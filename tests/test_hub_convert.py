@@ -136,7 +136,7 @@ def test_convert_errors_say_what_to_do(tmp_path: Path, capsys: pytest.CaptureFix
 
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "keep").write_text("x")
-    assert main(["convert", str(source), str(tmp_path / "busy"), "--language", "fr"]) == 1
+    assert main(["convert", str(source), str(tmp_path / "busy"), "--language", "fr"]) == 2  # bad argument
     assert "--overwrite" in capsys.readouterr().err
     assert (tmp_path / "busy" / "keep").read_text() == "x"
 

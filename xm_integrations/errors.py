@@ -18,11 +18,15 @@ __all__ = [
     "CheckpointError",
     "DatasetFormatError",
     "InputError",
+    "InputFileNotFoundError",
+    "InvalidArgumentError",
     "MissingCheckpointFileError",
     "MissingLanguageError",
     "MissingTokenError",
     "ModelFolderError",
+    "OutputExistsError",
     "PoolWorkerError",
+    "RepoIdError",
     "UnknownLanguageError",
     "UploadError",
     "ValidationError",
@@ -140,3 +144,25 @@ class PoolWorkerError(XMIntegrationsError, RuntimeError):
 
 class ArgumentTypeError(XMIntegrationsError, TypeError):
     """An argument of the wrong type; the message names the argument and what it accepts."""
+
+
+class InvalidArgumentError(XMIntegrationsError, ValueError):
+    """An argument that cannot work (a missing option, a file of the wrong kind, values that contradict)."""
+
+
+class RepoIdError(InvalidArgumentError):
+    """A Hub repo id that is not ``namespace/name`` as the Hub spells them."""
+
+
+class OutputExistsError(XMIntegrationsError, FileExistsError):
+    """An output folder that exists and is not empty; nothing was written."""
+
+    def __str__(self) -> str:
+        return Exception.__str__(self)
+
+
+class InputFileNotFoundError(XMIntegrationsError, FileNotFoundError):
+    """An input file named by an argument does not exist."""
+
+    def __str__(self) -> str:
+        return Exception.__str__(self)

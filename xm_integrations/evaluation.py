@@ -37,7 +37,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from xm_integrations.engine import UnsetBatchSize
-from xm_integrations.errors import DatasetFormatError
+from xm_integrations.errors import DatasetFormatError, InvalidArgumentError
 
 __all__ = [
     "METRICS",
@@ -119,7 +119,7 @@ _METRIC_FUNCTIONS: dict[str, Callable[[Sequence[str], Mapping[str, int], int], f
 def _parse_metric(metric: str) -> tuple[Callable[[Sequence[str], Mapping[str, int], int], float], int]:
     name, _, cutoff = metric.partition("@")
     if name not in _METRIC_FUNCTIONS or not cutoff.isdigit() or int(cutoff) < 1:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"Unknown metric {metric!r}: write NAME@K with NAME one of {', '.join(_METRIC_FUNCTIONS)} and K >= 1 "
             "(e.g. 'ndcg@10')."
         )
@@ -153,7 +153,7 @@ def evaluate_run(run: Mapping[str, Mapping[str, float]], qrels: Mapping[str, Map
         ValueError: ``qrels`` is empty (nothing to average), or an unknown metric.
     """
     if not qrels:
-        raise ValueError("The qrels hold no judged query: check that the qrels file matches the queries' ids.")
+        raise InvalidArgumentError("The qrels hold no judged query: check that the qrels file matches the queries' ids.")
     parsed = {metric: _parse_metric(metric) for metric in metrics}
     per_query: dict[str, dict[str, float]] = {}
     without_relevant = missing = 0
@@ -530,14 +530,14 @@ def evaluate_model(
     retriever = folder.kind in (ModelKind.COLBERT_AI, ModelKind.COLBERT_XM)
     task = task or ("retrieval" if retriever else "reranking")
     if task == "retrieval" and not retriever:
-        raise ValueError(f"{model_name_or_path} is a {folder.kind.value} model; full-ranking retrieval needs ColBERT-XM. "
+        raise InvalidArgumentError(f"{model_name_or_path} is a {folder.kind.value} model; full-ranking retrieval needs ColBERT-XM. "
                          "Use --task reranking with --candidates.")
     if task == "reranking" and retriever:
-        raise ValueError(f"{model_name_or_path} is a ColBERT-XM retriever; evaluate it with --task retrieval.")
+        raise InvalidArgumentError(f"{model_name_or_path} is a ColBERT-XM retriever; evaluate it with --task retrieval.")
     if task == "reranking" and folder.kind is not ModelKind.MONO_XM:
-        raise ValueError(f"{model_name_or_path} is not a cross-encoder (one output); reranking needs Mono-XM.")
+        raise InvalidArgumentError(f"{model_name_or_path} is not a cross-encoder (one output); reranking needs Mono-XM.")
     if task == "reranking" and candidates is None:
-        raise ValueError("Reranking needs --candidates: the documents to rerank per query (a TREC run, e.g. BM25's).")
+        raise InvalidArgumentError("Reranking needs --candidates: the documents to rerank per query (a TREC run, e.g. BM25's).")
     datasets = load_datasets(dataset_path, split=split)
     if task == "retrieval":
         from xm_integrations.colbert_xm import ColBERTXM
@@ -577,7 +577,7 @@ def iter_eval_entries(document: Mapping[str, Any]) -> Iterator[tuple[str | None,
         ValueError: the document is not a results file written by :func:`results_document`.
     """
     if document.get("format") != RESULTS_FORMAT:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"Not an evaluation results file (format {document.get('format')!r}, expected {RESULTS_FORMAT!r}); "
             "write one with `xm-integrations evaluate ... --output FILE`."
         )

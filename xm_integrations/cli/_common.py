@@ -7,9 +7,12 @@
   one works with the other and both report a bad line the same way.
 * Options (:func:`add_input_options`, :func:`add_run_options`): the flags the two model commands
   have in common are defined once, so their spelling, choices, defaults and help cannot drift.
-* Output (:func:`output_format`, :func:`write_jsonl`, :func:`write_table`) and errors
-  (:class:`InputError`, :func:`fail`, :func:`reports_errors`): one JSON-lines and table layout,
-  one ``error: ...`` line with argparse's exit code for bad input.
+* Output (:func:`output_format`, :func:`write_jsonl`, :func:`write_table`): one JSON-lines and
+  table layout; terminal control characters in passages never reach a table.
+* Errors (:func:`fail`, :func:`exit_code_for`): every command reports a failure as one
+  ``xm-integrations COMMAND: error: ...`` line on stderr; exit 2 for bad input or arguments, 1 for a
+  failure that is not the input's fault. :func:`xm_integrations.cli.main` applies it to whatever a
+  command raises, so a command only raises.
 
 Nothing here imports torch or the models, so ``--help`` stays quick.
 """
@@ -17,15 +20,28 @@ Nothing here imports torch or the models, so ``--help`` stays quick.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import shutil
 import sys
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
-from xm_integrations.errors import InputError
+from xm_integrations.errors import (
+    AdapterIndexError,
+    ArgumentTypeError,
+    CheckpointError,
+    DatasetFormatError,
+    InputError,
+    InputFileNotFoundError,
+    InvalidArgumentError,
+    MissingLanguageError,
+    ModelFolderError,
+    OutputExistsError,
+    UnknownLanguageError,
+)
 
 __all__ = [
     "EXIT_FAILURE",
@@ -35,21 +51,31 @@ __all__ = [
     "add_command",
     "add_input_options",
     "add_run_options",
+    "check_device",
+    "exit_code_for",
     "fail",
     "load_passages",
     "missing_language_message",
     "output_format",
     "positive_int",
+    "quiet_progress",
     "read_passages",
-    "reports_errors",
+    "read_text_file",
+    "terminal_safe",
     "write_jsonl",
     "write_table",
 ]
 
 #: Exit code for bad input or arguments: argparse's own, so a script cannot tell a bad flag from a bad file.
 EXIT_USAGE = 2
-#: Exit code for a failure that is not the input's fault (a model that cannot be loaded).
+#: Exit code for a failure that is not the input's fault (a network error, a failed upload or validation).
 EXIT_FAILURE = 1
+
+#: The package errors that mean bad input or arguments (exit 2); any other package error exits 1.
+BAD_INPUT_ERRORS: tuple[type[Exception], ...] = (
+    AdapterIndexError, ArgumentTypeError, CheckpointError, DatasetFormatError, InputError, InputFileNotFoundError,
+    InvalidArgumentError, MissingLanguageError, ModelFolderError, OutputExistsError, UnknownLanguageError,
+)
 
 
 @dataclass(frozen=True)
@@ -91,7 +117,10 @@ def add_command(
 
 def positive_int(text: str) -> int:
     """argparse ``type`` for counts (``--top-k``, ``--batch-size``): a clear usage error on 0 or less."""
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
     return value
@@ -130,8 +159,11 @@ def add_run_options(
     parser.add_argument("--format", choices=("auto", "jsonl", "table"), default="auto",
                         help=f"output: JSON lines{per_line} or a table (default: a table on a terminal, else JSON "
                              "lines)")
-    parser.add_argument("--batch-size", type=positive_int, default=32,
-                        help=f"{batch_unit} per forward pass (default: 32)")
+    parser.add_argument("--batch-size", type=positive_int,
+                        help=f"the most {batch_unit} per forward pass (default: as many as --max-batch-tokens allows)")
+    parser.add_argument("--max-batch-tokens", type=positive_int,
+                        help="padded tokens per forward pass, the bound on its memory (default: 32768 on CUDA, 4096 "
+                             "on CPU)")
     parser.add_argument("--device", help="torch device, e.g. cpu or cuda:0 (default: the best available)")
     parser.add_argument("--no-progress", action="store_true", help=progress_help)
 
@@ -184,23 +216,49 @@ def load_passages(path: str, input_format: str = "auto") -> tuple[list[Passage],
     if path == "-":
         if sys.stdin is None or sys.stdin.isatty():
             raise InputError("no passages: give a passages file, or pipe them on stdin.")
-        lines, source = sys.stdin.readlines(), "<stdin>"
+        raw = getattr(sys.stdin, "buffer", None)  # bytes, so that a non-UTF-8 stream gets a clear error
+        text = _decode(raw.read(), "<stdin>") if raw is not None else sys.stdin.read().lstrip("\ufeff")
+        source = "<stdin>"
     else:
-        try:
-            with open(path, encoding="utf-8") as handle:
-                lines, source = handle.readlines(), path
-        except OSError as exc:
-            raise InputError(f"cannot read passages: {exc}") from exc
-    return read_passages(lines, input_format, source), source
+        text, source = read_text_file(path, "passages"), path
+    return read_passages(text.splitlines(keepends=True), input_format, source), source
+
+
+def read_text_file(path: str | Path, what: str) -> str:
+    """The text of a UTF-8 file (a byte-order mark is dropped), or an :class:`InputError` naming the file.
+
+    Raises:
+        InputError: the file cannot be read, or is not UTF-8 (the message says how to convert it).
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {what} file {path}: {exc.strerror or exc}.") from None
+    return _decode(data, str(path))
+
+
+def _decode(data: bytes, source: str) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError(f"{source}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); convert the file to UTF-8, "
+                         f"e.g. iconv -f latin1 -t utf-8 {source if source != '<stdin>' else 'FILE'}.") from None
 
 
 # -- errors -------------------------------------------------------------------------------------------------------------
 
 
-def fail(message: str, code: int = EXIT_USAGE) -> int:
-    """Print ``error: MESSAGE`` on stderr and return ``code``: one line instead of a traceback."""
-    print(f"error: {message}", file=sys.stderr)
+def fail(message: str, code: int = EXIT_USAGE, command: str | None = None) -> int:
+    """Print ``xm-integrations COMMAND: error: MESSAGE`` on stderr as one line and return ``code``."""
+    prefix = f"xm-integrations {command}" if command else "xm-integrations"
+    print(f"{prefix}: error: {' '.join(message.split())}", file=sys.stderr)
     return code
+
+
+def exit_code_for(error: BaseException) -> int:
+    """2 for bad input or arguments (:data:`BAD_INPUT_ERRORS`), 1 for any other failure."""
+    return EXIT_USAGE if isinstance(error, BAD_INPUT_ERRORS) else EXIT_FAILURE
 
 
 def missing_language_message(model: str, detected: str) -> str:
@@ -212,24 +270,39 @@ def missing_language_message(model: str, detected: str) -> str:
             f'{detected}), or give each JSON line a "language".')
 
 
-def reports_errors(command: str) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
-    """Decorate a command's ``run`` so that known failures print one message and exit 1.
+def check_device(device: str | None) -> str | None:
+    """``--device`` as torch names it, refused at once when it does not exist here.
 
-    The Hub commands (``convert``, ``evaluate``, ``push``) share this through
-    :func:`xm_integrations.hub.cli_support.report_errors`, imported only when the command runs
-    (the hub package pulls in torch and huggingface_hub).
+    Raises:
+        InputError: not a torch device name, or a device this machine does not have.
     """
+    if device is None:
+        return None
+    import torch
 
-    def decorate(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-        @functools.wraps(run)
-        def reporting(args: argparse.Namespace) -> int:
-            from xm_integrations.hub.cli_support import report_errors
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise InputError(f"--device {device!r} is not a torch device; use cpu, cuda, cuda:0, mps, ...") from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise InputError(f"--device {device}: CUDA is not available on this machine; use --device cpu, or leave "
+                             "--device out for the best available device.")
+        if parsed.index is not None and parsed.index >= count:
+            raise InputError(f"--device {device}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}.")
+    elif parsed.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise InputError(f"--device {device}: MPS is not available on this machine; use --device cpu.")
+    return device
 
-            return report_errors(command, lambda: run(args))
 
-        return reporting
+def quiet_progress() -> None:
+    """Switch off the progress bars of transformers ("Loading weights") and huggingface_hub (downloads)."""
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging as transformers_logging
 
-    return decorate
+    transformers_logging.disable_progress_bar()
+    disable_progress_bars()
 
 
 # -- output -----------------------------------------------------------------------------------------------------------
@@ -248,12 +321,32 @@ def write_jsonl(rows: Iterable[dict[str, Any]], out: TextIO) -> None:
         out.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+#: Bidirectional overrides and isolates: they reorder what a terminal shows after them.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with control characters (escape sequences, carriage returns, bidi overrides) shown as escapes.
+
+    A passage holding ``\x1b[2J`` would otherwise clear the screen of whoever reads the table.
+    Tabs and newlines are kept (the table folds them into spaces).
+    """
+    if text.isprintable():
+        return text
+    return "".join(
+        char if char in "\t\n" or not (unicodedata.category(char) == "Cc" or char in _BIDI_CONTROLS)
+        else char.encode("unicode_escape").decode("ascii")
+        for char in text
+    )
+
+
 def write_table(header: Sequence[str], cells: Sequence[Sequence[str]], out: TextIO, *, numeric: int) -> None:
     """Aligned columns with the passage text last, folded to one line and cut to the terminal's width.
 
     The first ``numeric`` columns (rank, scores) are right-aligned, the others left-aligned; the
     text column gets what the terminal has left, at least 20 characters.
     """
+    cells = [[terminal_safe(value) for value in cell] for cell in cells]
     fixed = len(header) - 1
     widths = [max([len(header[column])] + [len(cell[column]) for cell in cells]) for column in range(fixed)]
     text_width = max(20, shutil.get_terminal_size((120, 24)).columns - sum(widths) - 2 * fixed)

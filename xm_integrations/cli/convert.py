@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from xm_integrations.cli._common import add_command, reports_errors
+from xm_integrations.cli._common import add_command
 
 __all__ = ["add_parser", "run"]
 
@@ -41,7 +41,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return parser
 
 
-@reports_errors("convert")
 def run(args: argparse.Namespace) -> int:
     """Run ``convert``; returns the exit code."""
     from xm_integrations.hub.convert import convert_model

@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from xm_integrations.cli._common import add_command, reports_errors
+from xm_integrations.cli._common import add_command, positive_int, quiet_progress
 
 __all__ = ["add_parser", "run"]
 
@@ -43,8 +43,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("-l", "--language", help="language of every dataset, or 'auto' (default: each language "
                                                  "folder's name, else the model's default)")
     parser.add_argument("--split", default="test", help="qrels split in the BEIR layout (default: test)")
-    parser.add_argument("--top-k", type=int, default=1000, help="retrieval depth (default: 1000)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--top-k", type=positive_int, default=1000, help="retrieval depth (default: 1000)")
+    parser.add_argument("--batch-size", type=positive_int,
+                        help="the most texts or pairs per forward pass (default: as many as the token budget allows)")
     parser.add_argument("--dataset-name", help="readable dataset name for the results and the card")
     parser.add_argument("--dataset-id", help="the dataset's Hub id (e.g. unicamp-dl/mmarco) for the card")
     parser.add_argument("-o", "--output", help="write the results JSON here (default: stdout)")
@@ -53,15 +54,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return parser
 
 
-@reports_errors("evaluate")
 def run(args: argparse.Namespace) -> int:
     """Run ``evaluate``; returns the exit code."""
+    from xm_integrations.engine import UnsetBatchSize
     from xm_integrations.evaluation import evaluate_model, write_trec_run
 
+    if args.no_progress:
+        quiet_progress()
     runs: dict = {}
+    batch_size = UnsetBatchSize(32) if args.batch_size is None else args.batch_size
     document = evaluate_model(
         args.model, args.dataset, task=args.task, candidates=args.candidates, language=args.language,
-        split=args.split, batch_size=args.batch_size, top_k=args.top_k, dataset_name=args.dataset_name,
+        split=args.split, batch_size=batch_size, top_k=args.top_k, dataset_name=args.dataset_name,
         dataset_id=args.dataset_id, show_progress_bar=not args.no_progress, runs=runs,
     )
     text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from xm_integrations.cli._common import add_command, reports_errors
+from xm_integrations.cli._common import add_command
 
 __all__ = ["add_parser", "run"]
 
@@ -49,7 +49,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return parser
 
 
-@reports_errors("push")
 def run(args: argparse.Namespace) -> int:
     """Run ``push``; returns the exit code."""
     from xm_integrations.hub.cards import CardOptions

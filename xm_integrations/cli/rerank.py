@@ -19,18 +19,19 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from xm_integrations.cli._common import (
-    EXIT_FAILURE,
     InputError,
     Passage,
     add_command,
     add_input_options,
     add_run_options,
-    fail,
+    check_device,
     load_passages,
     missing_language_message,
     output_format,
     positive_int,
+    quiet_progress,
     read_passages,
+    read_text_file,
     write_jsonl,
     write_table,
 )
@@ -79,10 +80,7 @@ def read_query(args: argparse.Namespace) -> str:
     if args.query is not None:
         query = args.query
     else:
-        try:
-            query = args.query_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise InputError(f"cannot read --query-file: {exc}") from exc
+        query = read_text_file(args.query_file, "--query-file").strip()
         if "\n" in query:
             raise InputError(f"{args.query_file} holds several lines; rerank takes one query (one line).")
     if not query.strip():
@@ -91,34 +89,31 @@ def read_query(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``rerank``; returns the exit code."""
-    try:
-        query = read_query(args)
-        passages, _ = load_passages(args.passages, args.input_format)
-    except InputError as exc:
-        return fail(str(exc))
+    """Run ``rerank``; returns the exit code (errors are raised, :func:`xm_integrations.cli.main` reports them)."""
+    query = read_query(args)
+    passages, source = load_passages(args.passages, args.input_format)
+    if not passages:
+        raise InputError(f"{source} holds no passage (blank lines are skipped); give at least one.")
+    check_device(args.device)
+    if args.no_progress:
+        quiet_progress()
 
-    from xm_integrations.languages import UnknownLanguageError
+    from xm_integrations.engine import FastInferenceConfig
+    from xm_integrations.errors import MissingLanguageError
     from xm_integrations.mono_xm import MonoXM
     from xm_integrations.reranking import pair_languages
-    from xm_integrations.routing import MissingLanguageError
 
-    try:
-        model = MonoXM(args.model, device=args.device)
-    except (OSError, ValueError, TypeError) as exc:
-        return fail(f"cannot load model {args.model!r}: {exc}", EXIT_FAILURE)
-
+    model = MonoXM(args.model, device=args.device, fast_inference=FastInferenceConfig(max_batch_tokens=args.max_batch_tokens))
     requested = [passage.language or args.language for passage in passages]
     try:
         codes = pair_languages(model, [(query, passage.text) for passage in passages], requested)
     except MissingLanguageError:
-        return fail(missing_language_message(args.model, "each passage"))
-    except UnknownLanguageError as exc:
-        return fail(str(exc))
+        raise MissingLanguageError(missing_language_message(args.model, "each passage")) from None
 
-    show_progress = not args.no_progress and len(passages) > args.batch_size
+    batch = {} if args.batch_size is None else {"batch_size": args.batch_size}
+    show_progress = not args.no_progress and len(passages) > (args.batch_size or 32)
     results = model.rank(query, [passage.text for passage in passages], language=codes, top_k=args.top_k,
-                         batch_size=args.batch_size, show_progress_bar=show_progress)
+                         show_progress_bar=show_progress, **batch)
     rows = [
         {
             "rank": rank,

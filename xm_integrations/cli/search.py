@@ -22,17 +22,19 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from xm_integrations.cli._common import (
-    EXIT_FAILURE,
     InputError,
     Passage,
     add_command,
     add_input_options,
     add_run_options,
-    fail,
+    check_device,
     load_passages,
     missing_language_message,
     output_format,
     positive_int,
+    quiet_progress,
+    read_text_file,
+    terminal_safe,
     write_jsonl,
     write_table,
 )
@@ -107,10 +109,7 @@ def read_queries(args: argparse.Namespace) -> list[str]:
             if not query.strip():
                 raise InputError(f"query {number} (--query) is empty.")
         return queries
-    try:
-        lines = args.query_file.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise InputError(f"cannot read --query-file: {exc}") from exc
+    lines = read_text_file(args.query_file, "--query-file").splitlines()
     queries = [line.strip() for line in lines if line.strip()]
     if not queries:
         raise InputError(f"{args.query_file} holds no query.")
@@ -127,7 +126,7 @@ def search(
     top_k: int = 10,
     reranker: Any = None,
     candidates: int = 100,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     show_progress_bar: bool = False,
 ) -> list[tuple[Query, list[dict[str, Any]]]]:
     """Exhaustive MaxSim search of ``queries`` over ``passages``, with optional cross-encoder reranking.
@@ -141,7 +140,8 @@ def search(
         top_k: Results per query.
         reranker: A :class:`~xm_integrations.MonoXM` to rescore the best ``candidates``, or None.
         candidates: How many MaxSim results per query the reranker sees.
-        batch_size, show_progress_bar: As for ``encode``.
+        batch_size: The most texts per forward pass (``None``: the fast path's token budget decides).
+        show_progress_bar: As for ``encode``.
 
     Returns:
         For each query, the query with its adapter and its results, best first:
@@ -157,9 +157,9 @@ def search(
         lambda positions: [queries[i] for i in positions],
     )
     texts = [passage.text for passage in passages]
-    passage_vectors = model.encode_document(texts, language=passage_codes, batch_size=batch_size,
-                                            show_progress_bar=show_progress_bar)
-    query_vectors = model.encode_query(queries, language=query_codes, batch_size=batch_size)
+    batch = {} if batch_size is None else {"batch_size": batch_size}
+    passage_vectors = model.encode_document(texts, language=passage_codes, show_progress_bar=show_progress_bar, **batch)
+    query_vectors = model.encode_query(queries, language=query_codes, **batch)
     scores = model.similarity(query_vectors, passage_vectors).float().cpu()
     keep = min(len(passages), max(top_k, candidates) if reranker is not None else top_k)
 
@@ -178,7 +178,7 @@ def search(
         ]
         if reranker is not None and hits:
             rerank_scores = reranker.predict([(query, hit["text"]) for hit in hits],
-                                             language=[hit["language"] for hit in hits], batch_size=batch_size)
+                                             language=[hit["language"] for hit in hits], **batch)
             for hit, rerank_score in zip(hits, rerank_scores):
                 hit["rerank_score"] = float(rerank_score)
             hits.sort(key=lambda hit: -hit["rerank_score"])  # stable: MaxSim order breaks ties
@@ -187,34 +187,26 @@ def search(
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``search``; returns the exit code."""
-    try:
-        queries = read_queries(args)
-        passages, source = load_passages(args.corpus, args.input_format)
-    except InputError as exc:
-        return fail(str(exc))
+    """Run ``search``; returns the exit code (errors are raised, :func:`xm_integrations.cli.main` reports them)."""
+    queries = read_queries(args)
+    passages, source = load_passages(args.corpus, args.input_format)
     if not passages:
-        return fail(f"the corpus {source} holds no passage (blank lines are skipped).")
+        raise InputError(f"the corpus {source} holds no passage (blank lines are skipped).")
+    check_device(args.device)
+    if args.no_progress:
+        quiet_progress()
 
     from xm_integrations.colbert_xm import ColBERTXM
-    from xm_integrations.languages import UnknownLanguageError
-    from xm_integrations.routing import MissingLanguageError
+    from xm_integrations.engine import FastInferenceConfig
+    from xm_integrations.errors import MissingLanguageError
 
-    if args.no_progress:
-        from transformers.utils import logging as transformers_logging
+    config = FastInferenceConfig(max_batch_tokens=args.max_batch_tokens)
+    model = ColBERTXM(args.model, device=args.device, fast_inference=config)
+    reranker = None
+    if args.rerank:
+        from xm_integrations.mono_xm import MonoXM
 
-        transformers_logging.disable_progress_bar()  # its "Loading weights" bars
-
-    try:
-        model = ColBERTXM(args.model, device=args.device)
-        reranker = None
-        if args.rerank:
-            from xm_integrations.mono_xm import MonoXM
-
-            reranker = MonoXM(args.reranker, device=args.device)
-    except (OSError, ValueError, TypeError) as exc:
-        return fail(f"cannot load a model: {exc}", EXIT_FAILURE)
-
+        reranker = MonoXM(args.reranker, device=args.device, fast_inference=config)
     try:
         results = search(
             model, queries, passages, language=args.language, query_language=args.query_language,
@@ -222,9 +214,7 @@ def run(args: argparse.Namespace) -> int:
             show_progress_bar=not args.no_progress,
         )
     except MissingLanguageError:
-        return fail(missing_language_message(args.model, "each passage and query"))
-    except UnknownLanguageError as exc:
-        return fail(str(exc))
+        raise MissingLanguageError(missing_language_message(args.model, "each passage and query")) from None
 
     rows = [
         {"query": query.text, "query_index": query_index, "query_language": query.language, "rank": rank, **hit}
@@ -245,7 +235,7 @@ def _write_table(results: list[tuple[Query, list[dict[str, Any]]]], out: TextIO)
     for number, (query, hits) in enumerate(results, start=1):
         if number > 1:
             out.write("\n")
-        out.write(f"query {number} [{query.language}]: {query.text}\n")
+        out.write(f"query {number} [{query.language}]: {terminal_safe(' '.join(query.text.split()))}\n")
         cells = [
             (str(rank), f"{hit['score']:.4f}", *((f"{hit['rerank_score']:.4f}",) if reranked else ()),
              hit["language"], str(hit.get("id", hit["index"])), hit["text"])

@@ -24,6 +24,7 @@ from typing import Any
 import jinja2
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from xm_integrations.errors import InvalidArgumentError, ModelFolderError
 from xm_integrations.evaluation import iter_eval_entries
 from xm_integrations.hub.model_folder import ModelFolder, ModelKind, read_model_folder
 from xm_integrations.languages import XMOD_LANGUAGES, UnknownLanguageError, language_to_iso, resolve_language
@@ -299,7 +300,7 @@ def _card_data(folder: ModelFolder, repo_id: str, options: CardOptions, profile:
                eval_results: list[EvalResult]) -> ModelCardData:
     license_ = options.license or profile.license
     if license_ is None:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"No license for {repo_id}: pass one (e.g. --license apache-2.0); an XMOD model of kind "
             f"{folder.kind.value!r} has no default license."
         )
@@ -354,7 +355,7 @@ def render_model_card(model_dir: str | Path | ModelFolder, repo_id: str, options
     folder = model_dir if isinstance(model_dir, ModelFolder) else read_model_folder(model_dir)
     options = options or CardOptions()
     if folder.kind is ModelKind.COLBERT_AI:
-        raise ValueError(
+        raise ModelFolderError(
             f"{folder.path} is a colbert-ai HF_ColBERT checkpoint; stock sentence-transformers does not encode it as "
             "colbert-ai did. Convert it first: `xm-integrations convert "
             f"{folder.path} OUT_DIR --language LANG`, then render or push OUT_DIR."

@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from xm_integrations.errors import MissingLanguageError
+from xm_integrations.errors import InvalidArgumentError, MissingLanguageError, OutputExistsError
 from xm_integrations.hub.model_folder import ModelFolder, ModelFolderError, ModelKind, read_model_folder
 from xm_integrations.hub.validate import DEFAULT_TOLERANCE, ValidationError, ValidationReport, validate_model_folder
 
@@ -108,9 +108,9 @@ def convert_model(
         )
     output_dir = Path(output_dir).absolute()
     if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
-        raise FileExistsError(f"{output_dir} is not empty; choose another folder or pass --overwrite.")
+        raise OutputExistsError(f"{output_dir} is not empty; choose another folder or pass --overwrite.")
     if output_dir.resolve() == local.resolve():
-        raise ValueError("The output folder is the source folder; write the conversion elsewhere.")
+        raise InvalidArgumentError("The output folder is the source folder; write the conversion elsewhere.")
 
     model = _load_ours(folder, language)
     output_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,14 @@ from typing import Any
 from huggingface_hub import CommitOperationAdd, HfApi, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
-from xm_integrations.errors import MissingTokenError, UploadError
+from xm_integrations.errors import (
+    InputFileNotFoundError,
+    InvalidArgumentError,
+    MissingTokenError,
+    OutputExistsError,
+    RepoIdError,
+    UploadError,
+)
 from xm_integrations.hub.cards import CardOptions, render_model_card
 from xm_integrations.hub.model_folder import ModelFolder, ModelFolderError, read_model_folder
 from xm_integrations.hub.validate import DEFAULT_TOLERANCE, ValidationReport, validate_model_folder
@@ -40,6 +47,7 @@ __all__ = [
     "StagedFile",
     "PICKLE_SUFFIXES",
     "UploadError",
+    "check_repo_id",
     "check_serialization",
     "format_file_table",
     "load_eval_results",
@@ -92,6 +100,24 @@ class PushResult:
     warnings: list[str] = field(default_factory=list)
 
 
+def check_repo_id(repo_id: str) -> None:
+    """Refuse a repo id the Hub would refuse: it must be ``namespace/name`` in the Hub's characters.
+
+    Raises:
+        RepoIdError: naming the id and the rule it breaks.
+    """
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if not isinstance(repo_id, str) or repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise RepoIdError(f"Invalid repo id {repo_id!r}: write namespace/name (your user or organization, a slash, "
+                          "the model's name), e.g. alice/mono-xm-fr.")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise RepoIdError(f"Invalid repo id {repo_id!r}: {error}") from None
+
+
 def load_eval_results(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
     """Read results files written by ``xm-integrations evaluate`` (their format is checked when the card is rendered)."""
     documents = []
@@ -99,9 +125,9 @@ def load_eval_results(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
         try:
             documents.append(json.loads(Path(path).read_text(encoding="utf-8")))
         except FileNotFoundError:
-            raise FileNotFoundError(f"Evaluation results file {path} does not exist.") from None
+            raise InputFileNotFoundError(f"Evaluation results file {path} does not exist.") from None
         except json.JSONDecodeError as error:
-            raise ValueError(f"{path} is not JSON ({error}); pass a file written by `xm-integrations evaluate`.") from None
+            raise InvalidArgumentError(f"{path} is not JSON ({error}); pass a file written by `xm-integrations evaluate`.") from None
     return documents
 
 
@@ -142,9 +168,9 @@ def write_dry_run(files: Sequence[StagedFile], out_dir: str | Path, model_dir: P
     """
     out_dir = Path(out_dir).absolute()
     if model_dir is not None and out_dir.resolve().is_relative_to(model_dir.resolve()):
-        raise ValueError(f"The dry-run folder {out_dir} is inside the model folder {model_dir}; choose one outside it.")
+        raise InvalidArgumentError(f"The dry-run folder {out_dir} is inside the model folder {model_dir}; choose one outside it.")
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise FileExistsError(f"{out_dir} already exists and is not empty; remove it or choose another dry-run folder.")
+        raise OutputExistsError(f"{out_dir} already exists and is not empty; remove it or choose another dry-run folder.")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
@@ -250,7 +276,10 @@ def push_to_hub(
         MissingTokenError: no token (only when uploading).
         ValidationError: stock libraries and xm_integrations disagree; nothing is uploaded.
         UploadError: the Hub failed; nothing is committed, as the commit is a single request.
+        RepoIdError: ``repo_id`` is not a valid ``namespace/name`` (checked before anything else,
+            dry runs included: the card's snippets would carry it).
     """
+    check_repo_id(repo_id)
     folder = read_model_folder(model_dir)
     check_serialization(folder)
     if dry_run_dir is None:
