@@ -208,3 +208,16 @@ def test_fast_inference_of_the_wrong_type_is_named(tiny_mono_xm: Path) -> None:
         MonoXM(str(tiny_mono_xm), fast_inference="yes")
     with pytest.raises(ValueError, match="max_batch_tokens must be a positive integer"):
         FastInferenceConfig(max_batch_tokens=0)
+
+
+@pytest.mark.parametrize("kind", ["mono", "colbert"])
+def test_saving_without_default_language_warns_once_with_the_fix(kind: str, tiny_mono_xm: Path,
+                                                                 tiny_colbert_xm: Path, tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    model = MonoXM(str(tiny_mono_xm), device="cpu") if kind == "mono" else ColBERTXM(str(tiny_colbert_xm), device="cpu")
+    with caplog.at_level("WARNING"):
+        model.save(str(tmp_path / "saved"))
+    messages = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert not any("usage snippet" in message for message in messages), messages
+    assert sum("without default_language" in message and "set_default_language" in message
+               for message in messages) == 1, messages

@@ -25,8 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import string
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,9 +43,9 @@ from xm_integrations.checkpoint_validation import (
     CheckpointFiles,
     inspect_colbert_checkpoint,
 )
-from xm_integrations.errors import CheckpointError
 from xm_integrations.compiled_layers import CompilableXmodMixin
 from xm_integrations.engine import FastInferenceConfig, UnsetBatchSize, resolve_fast_inference
+from xm_integrations.errors import CheckpointError
 from xm_integrations.fast_inference import (
     ColBERTDocumentHead,
     colbert_document_ids,
@@ -55,7 +54,7 @@ from xm_integrations.fast_inference import (
     fast_path_enabled,
     install_fast_adapters,
 )
-from xm_integrations.scoring.stock_arguments import stock_similarity
+from xm_integrations.log_filters import DropAll, ExpectedColBERTLoadReport, log_filter, without_default_language_snippet_error
 from xm_integrations.routing import (
     LanguageArg,
     MissingLanguageError,
@@ -64,6 +63,7 @@ from xm_integrations.routing import (
     route_inputs,
     routed_lang_ids,
 )
+from xm_integrations.scoring.stock_arguments import stock_similarity
 from xm_integrations.xmod_language import XmodLanguageMixin, find_xmod_model, install_language_resolution
 
 __all__ = [
@@ -198,48 +198,6 @@ def tokenize_documents(tokenizer: Any, texts: Sequence[str], encoding: ColBERTEn
     return features
 
 
-class _ExpectedLoadReport(logging.Filter):
-    """Drops transformers' load report when it lists only what every ``HF_ColBERT`` load has.
-
-    Loading ``roberta.*`` into ``XmodModel`` leaves ``linear.weight`` unused (the ``Dense`` module
-    takes it) and the pooler uninitialised (never used by ColBERT): reporting those on every load
-    would make a correct load look broken. Any other entry keeps the report.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if "LOAD REPORT" not in message:
-            return True
-        rows = [line.split("|") for line in message.splitlines() if line.count("|") >= 1]
-        entries = [(row[0].strip(), row[1].strip()) for row in rows if len(row) > 1 and row[0].strip()]
-        entries = [(key, status) for key, status in entries if key != "Key" and not set(key) <= {"-", "+"}]
-        expected = all(
-            (key == "linear.weight" and status.startswith("UNEXPECTED"))
-            or (key.startswith("pooler.") and status.startswith("MISSING"))
-            for key, status in entries
-        )
-        return not (entries and expected)
-
-
-class _DropAll(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return False
-
-
-@contextmanager
-def _log_filter(logger_name: str, log_filter: logging.Filter | None) -> Iterator[None]:
-    """Apply ``log_filter`` to one logger for the duration of the block (``None``: no filter)."""
-    if log_filter is None:
-        yield
-        return
-    target = logging.getLogger(logger_name)
-    target.addFilter(log_filter)
-    try:
-        yield
-    finally:
-        target.removeFilter(log_filter)
-
-
 # --------------------------------------------------------------------------------------------------
 # The model
 # --------------------------------------------------------------------------------------------------
@@ -323,7 +281,7 @@ class ColBERTXM(XmodLanguageMixin, CompilableXmodMixin, MultiVectorEncoder):
             files = CheckpointFiles.from_model_kwargs(model_name_or_path, kwargs)
             source = inspect_colbert_checkpoint(files)
         colbert_ai = source is not None and source.kind == "colbert-ai"
-        with _log_filter("transformers.modeling_utils", _ExpectedLoadReport() if colbert_ai else None):
+        with log_filter("transformers.modeling_utils", ExpectedColBERTLoadReport() if colbert_ai else None):
             super().__init__(model_name_or_path, **kwargs)
         if source is not None and source.metadata is not None:
             self._configure_from_colbert_metadata({**COLBERT_AI_DEFAULTS, **_non_null(source.metadata)})
@@ -743,7 +701,8 @@ class ColBERTXM(XmodLanguageMixin, CompilableXmodMixin, MultiVectorEncoder):
                 "A stock MultiVectorEncoder loading this folder will tokenize some texts differently from colbert-ai "
                 f"(first: {differences[0]}); load it with ColBERTXM for exact vectors."
             )
-        super().save(path, *args, **kwargs)
+        with without_default_language_snippet_error(self.default_language is not None):
+            super().save(path, *args, **kwargs)
 
 
 # Texts whose tokenization is compared with the stock path on save: empty, leading and repeated
@@ -768,7 +727,7 @@ def stock_tokenization_differences(model: ColBERTXM, texts: Sequence[str]) -> li
     for task in ("query", "document"):
         ours = model.preprocess(list(texts), task=task)
         # The stock path warns (once per process) about queries that fill query_maxlen; here that is the point.
-        with _log_filter(Transformer.__module__, _DropAll()):
+        with log_filter(Transformer.__module__, DropAll()):
             stock = model._transformer().preprocess(list(texts), prompt=model.prompts.get(task), task=task)
         for index, text in enumerate(texts):
             for key in ("input_ids", "attention_mask"):

@@ -26,6 +26,7 @@ from transformers import XmodPreTrainedModel
 
 from xm_integrations.checkpoint_validation import CheckpointFiles, check_cross_encoder_checkpoint
 from xm_integrations.engine import FastInferenceConfig, UnsetBatchSize, resolve_fast_inference
+from xm_integrations.errors import PoolWorkerError
 from xm_integrations.fast_inference import fast_path_enabled, install_fast_adapters, score_pairs, tokenize
 from xm_integrations.flag_registration import install as install_flag_registration
 from xm_integrations.reranking import as_pair_batch, check_workers_alive, language_major_order, max_input_tokens, route_pairs
@@ -375,7 +376,7 @@ class XMFlagReranker(XmodLanguageMixin, FlagReranker):
                 if result_call != call:
                     continue  # left over from a call that failed earlier
                 if error is not None:
-                    raise RuntimeError(f"A {type(self).__name__} pool worker failed on chunk {chunk_id}:\n{error}")
+                    raise PoolWorkerError(f"A {type(self).__name__} pool worker failed on chunk {chunk_id}:\n{error}")
                 results[chunk_id] = scores
                 progress.update(1)
         return np.concatenate([np.asarray(results[chunk_id], dtype=np.float64) for chunk_id in range(len(chunks))])
@@ -398,7 +399,7 @@ class XMFlagReranker(XmodLanguageMixin, FlagReranker):
         except RuntimeError as exc:
             if pool is self.pool:
                 self.stop_self_pool()
-                raise RuntimeError(f"{exc} (The pool was stopped; the next call starts a new one.)") from None
+                raise PoolWorkerError(f"{exc} (The pool was stopped; the next call starts a new one.)") from None
             raise
 
 

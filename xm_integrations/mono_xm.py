@@ -25,6 +25,7 @@ from xm_integrations.fast_inference import (
     pool_chunk_size,
     score_pairs,
 )
+from xm_integrations.log_filters import without_default_language_snippet_error
 from xm_integrations.reranking import as_pair_batch, check_workers_alive, max_input_tokens, route_pairs
 from xm_integrations.routing import LanguageArg, RoutedPair, RoutedText, language_major_length, routed_lang_ids
 from xm_integrations.xmod_language import XmodLanguageMixin, find_xmod_model, install_language_resolution
@@ -284,6 +285,21 @@ class MonoXM(XmodLanguageMixin, CompilableXmodMixin, CrossEncoder):
             if "text" in result:
                 result["text"] = documents[result["corpus_id"]]
         return results
+
+    def save(self, path: str, *args: Any, **kwargs: Any) -> None:
+        """Save as ``CrossEncoder`` does; the folder loads in stock ``CrossEncoder`` and ``FlagReranker``.
+
+        The default language is saved as ``default_language`` in ``config.json``. Without one, stock
+        loaders fail with "Input language unknown": a warning says so (instead of the model card's
+        own error, which cannot compute its usage snippet then).
+        """
+        if self.default_language is None:
+            logger.warning(
+                "Saving a Mono-XM without default_language: stock CrossEncoder and FlagReranker will fail to score "
+                "('Input language unknown'). Call set_default_language('fr') (any code) before save() to avoid that."
+            )
+        with without_default_language_snippet_error(self.default_language is not None):
+            super().save(path, *args, **kwargs)
 
     def preprocess(self, inputs: Sequence[Any], prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:
         """Tokenize as ``CrossEncoder`` does and add XMOD's ``lang_ids`` from the routed pairs.

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from xm_integrations.checkpoint_validation import max_input_tokens
+from xm_integrations.errors import PoolWorkerError
 from xm_integrations.routing import LanguageArg, RoutedPair, check_lang_ids, route_inputs
 from xm_integrations.xmod_language import XmodLanguageMixin
 
@@ -148,4 +149,4 @@ def check_workers_alive(processes: Sequence[Any], owner: str) -> None:
     dead = [process for process in processes if not process.is_alive()]
     if dead:
         details = ", ".join(f"pid {process.pid} (exit code {process.exitcode})" for process in dead)
-        raise RuntimeError(f"{len(dead)} {owner} pool worker(s) died: {details}. Stop the pool and start a new one.")
+        raise PoolWorkerError(f"{len(dead)} {owner} pool worker(s) died: {details}. Stop the pool and start a new one.")

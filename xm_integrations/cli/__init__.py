@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from xm_integrations.cli._common import EXIT_FAILURE, EXIT_USAGE, exit_code_for, fail
+from xm_integrations.cli._common import EXIT_FAILURE, EXIT_USAGE, exit_code_for, fail, quiet_progress
 from xm_integrations.errors import XMIntegrationsError
 
 __all__ = ["build_parser", "main"]
@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one sub-command; returns the process exit code."""
     args = build_parser().parse_args(argv)
+    if sys.stderr is None or not sys.stderr.isatty():
+        quiet_progress()  # loading and download bars are carriage-return noise in a log or a pipe
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows up here for output still in the buffer
