@@ -55,6 +55,7 @@ __all__ = [
     "exit_code_for",
     "fail",
     "load_passages",
+    "load_run_inputs",
     "missing_language_message",
     "output_format",
     "positive_int",
@@ -222,6 +223,23 @@ def load_passages(path: str, input_format: str = "auto") -> tuple[list[Passage],
     else:
         text, source = read_text_file(path, "passages"), path
     return read_passages(text.splitlines(keepends=True), input_format, source), source
+
+
+def load_run_inputs(args: argparse.Namespace, path: str, what: str) -> list[Passage]:
+    """What ``rerank`` and ``search`` check before loading a model: non-empty passages, a device this machine has.
+
+    Also applies ``--no-progress``. ``what`` names the passages in the message ("the corpus").
+
+    Raises:
+        InputError: no passage in ``path``, or a ``--device`` that does not exist here.
+    """
+    passages, source = load_passages(path, args.input_format)
+    if not passages:
+        raise InputError(f"{what} {source} holds no passage (blank lines are skipped); give at least one.")
+    check_device(args.device)
+    if args.no_progress:
+        quiet_progress()
+    return passages
 
 
 def read_text_file(path: str | Path, what: str) -> str:

@@ -24,12 +24,10 @@ from xm_integrations.cli._common import (
     add_command,
     add_input_options,
     add_run_options,
-    check_device,
-    load_passages,
+    load_run_inputs,
     missing_language_message,
     output_format,
     positive_int,
-    quiet_progress,
     read_passages,
     read_text_file,
     write_jsonl,
@@ -91,12 +89,7 @@ def read_query(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     """Run ``rerank``; returns the exit code (errors are raised, :func:`xm_integrations.cli.main` reports them)."""
     query = read_query(args)
-    passages, source = load_passages(args.passages, args.input_format)
-    if not passages:
-        raise InputError(f"{source} holds no passage (blank lines are skipped); give at least one.")
-    check_device(args.device)
-    if args.no_progress:
-        quiet_progress()
+    passages = load_run_inputs(args, args.passages, "the passages")
 
     from xm_integrations.engine import FastInferenceConfig
     from xm_integrations.errors import MissingLanguageError

@@ -27,12 +27,10 @@ from xm_integrations.cli._common import (
     add_command,
     add_input_options,
     add_run_options,
-    check_device,
-    load_passages,
+    load_run_inputs,
     missing_language_message,
     output_format,
     positive_int,
-    quiet_progress,
     read_text_file,
     terminal_safe,
     write_jsonl,
@@ -189,12 +187,7 @@ def search(
 def run(args: argparse.Namespace) -> int:
     """Run ``search``; returns the exit code (errors are raised, :func:`xm_integrations.cli.main` reports them)."""
     queries = read_queries(args)
-    passages, source = load_passages(args.corpus, args.input_format)
-    if not passages:
-        raise InputError(f"the corpus {source} holds no passage (blank lines are skipped).")
-    check_device(args.device)
-    if args.no_progress:
-        quiet_progress()
+    passages = load_run_inputs(args, args.corpus, "the corpus")
 
     from xm_integrations.colbert_xm import ColBERTXM
     from xm_integrations.engine import FastInferenceConfig
