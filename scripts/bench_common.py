@@ -42,8 +42,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from xm_integrations import fast_inference as fi  # noqa: E402
-from xm_integrations.languages import XMOD_LANGUAGE_CODES  # noqa: E402
+from xm_integrations.engine import pipeline as fi  # noqa: E402
+from xm_integrations.languages.resolution import XMOD_LANGUAGE_CODES  # noqa: E402
 
 #: The five languages of the "mixed" workloads (adapter codes of xmod-base).
 FIVE_LANGUAGES = ("en_XX", "fr_XX", "de_DE", "es_XX", "zh_CN")

@@ -21,9 +21,9 @@ Variants (rows):
   ``torch.compile``; the first call, which compiles, is untimed and printed);
   ``ColBERTXM compile(cpp_wrapper)`` (GPU variants only): ``compile(options={"cpp_wrapper": True})``.
 * ``ColBERTXM bf16 +fast adapters``: the same in bf16 with
-  :func:`xm_integrations.fast_inference.install_fast_adapters`.
-* ``fast <dtype> <budget>``: :func:`xm_integrations.fast_inference.encode_texts` with
-  :class:`~xm_integrations.fast_inference.ColBERTDocumentHead` (token-budget batches, language
+  :func:`xm_integrations.engine.pipeline.install_fast_adapters`.
+* ``fast <dtype> <budget>``: :func:`xm_integrations.engine.pipeline.encode_texts` with
+  :class:`~xm_integrations.engine.pipeline.ColBERTDocumentHead` (token-budget batches, language
   grouping, background tokenization, no per-document synchronisation).
 * ``tokenize only``: colbert-ai's document tokenization of the same texts, nothing else (a bound).
 
@@ -56,8 +56,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_common as bc  # noqa: E402
 
-from xm_integrations import fast_inference as fi  # noqa: E402
-from xm_integrations.xmod_language import find_xmod_model  # noqa: E402
+from xm_integrations.engine import pipeline as fi  # noqa: E402
+
+from xm_integrations.models.colbert_xm import head as colbert_head  # noqa: E402
+
+from xm_integrations.xmod import adapters  # noqa: E402
+from xm_integrations.languages.mixin import find_xmod_model  # noqa: E402
 
 BENCH = "encode"
 ACCURACY_DOCS = 2000
@@ -128,7 +132,7 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
     gen = torch.Generator().manual_seed(0)
     queries = torch.nn.functional.normalize(torch.randn(16, 32, 128, generator=gen), dim=-1)
 
-    from xm_integrations.colbert_xm import ColBERTXM
+    from xm_integrations.models.colbert_xm.model import ColBERTXM
 
     model = ColBERTXM(str(path), device=device)
     xmod = find_xmod_model(model)
@@ -144,7 +148,7 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
     token_counts: dict[str, np.ndarray] = {}
 
     def tokenize_fn(texts):
-        return fi.colbert_document_ids(tokenizer, texts, doc_maxlen=encoding.doc_maxlen, marker_id=encoding.doc_marker_id)
+        return colbert_head.colbert_document_ids(tokenizer, texts, doc_maxlen=encoding.doc_maxlen, marker_id=encoding.doc_marker_id)
 
     for name, texts, _ in workloads:
         token_counts[name] = np.array([len(x) for x in tokenize_fn(texts)])
@@ -189,7 +193,7 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
 
     def fast(**kwargs) -> EncodeFn:
         def encode(texts, codes):
-            head = fi.ColBERTDocumentHead(dense.weight, skiplist)
+            head = colbert_head.ColBERTDocumentHead(dense.weight, skiplist)
             ids = np.array([languages.index(c) for c in codes], dtype=np.int64)
             return fi.encode_texts(xmod, tokenizer, texts, ids, head=head, split=head.split,
                                    tokenize_fn=tokenize_fn, **kwargs)
@@ -201,7 +205,7 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
             return model.encode_document(texts, language=codes, show_progress_bar=False, **kw)
         return encode
 
-    fi.install_fast_adapters(xmod)
+    adapters.install_fast_adapters(xmod)
     measure("fast fp32 (reference)", fast(), reference=True)
 
     def tok_only(texts, codes):
@@ -254,7 +258,7 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
     model.fast_inference = True
     dtypes = [torch.bfloat16, torch.float16] if gpu_variants else [torch.float32]
     if gpu_variants:
-        fi.install_fast_adapters(xmod)
+        adapters.install_fast_adapters(xmod)
         measure("fast autocast-float16 32k", fast(autocast_dtype=torch.float16, max_tokens=32768))
     for dtype in dtypes:
         label = str(dtype)[6:]
@@ -262,7 +266,7 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
         xmod.load_state_dict(state, strict=False)
         dense.weight.data.copy_(dense_state)
         model.to(dtype)
-        fi.install_fast_adapters(xmod)
+        adapters.install_fast_adapters(xmod)
         if dtype != torch.float32:
             measure(f"ColBERTXM {label} weights", colbertxm())
         if dtype == torch.bfloat16:

@@ -8,12 +8,12 @@ and (with ``--wheel-dir``) wheel size. Prints a markdown table, then per-candida
 for each candidate with a probability, how a confidence threshold trades kept guesses for errors.
 
 Every candidate runs in a fresh subprocess so import time and memory are its own. Labels are
-mapped to XMOD codes by ``xm_integrations.detection`` (aliases, Simplified/Traditional script
+mapped to XMOD codes by ``xm_integrations.languages.detection`` (aliases, Simplified/Traditional script
 check) for every candidate alike; a library that names the Chinese script itself keeps its answer.
 
 The candidates need not live in the project's environment: install them in a scratch venv and
-run this script with that venv's python. The script imports ``xm_integrations.detection`` and
-``xm_integrations.languages`` without running the package ``__init__`` (which needs torch).
+run this script with that venv's python. The script imports ``xm_integrations.languages.detection`` and
+``xm_integrations.languages.resolution`` without running the package ``__init__`` (which needs torch).
 
     python -m venv /tmp/langbench
     /tmp/langbench/bin/pip install py3langid langid lingua-language-detector langdetect \\
@@ -71,14 +71,14 @@ CANDIDATES = [
 
 def _import_detection() -> types.ModuleType:
     try:
-        return importlib.import_module("xm_integrations.detection")
+        return importlib.import_module("xm_integrations.languages.detection")
     except ImportError:
         for name in [n for n in sys.modules if n == "xm_integrations" or n.startswith("xm_integrations.")]:
             del sys.modules[name]
         package = types.ModuleType("xm_integrations")
         package.__path__ = [str(ROOT / "xm_integrations")]
         sys.modules["xm_integrations"] = package
-        return importlib.import_module("xm_integrations.detection")
+        return importlib.import_module("xm_integrations.languages.detection")
 
 
 # --------------------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_common as bc  # noqa: E402
 
-from xm_integrations.mono_xm import MonoXM  # noqa: E402
+from xm_integrations.models.mono_xm import MonoXM  # noqa: E402
 
 BENCH = "pools"
 #: One clock for the parent and its spawned workers (they inherit the environment), for --trace.
@@ -95,7 +95,7 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
     spec = bc.resolve_spec(args)
     logging.getLogger("sentence_transformers").setLevel(logging.ERROR)
     logging.getLogger("transformers").setLevel(logging.ERROR)
-    from xm_integrations.flag_reranker import XMFlagReranker
+    from xm_integrations.integrations.flagembedding.reranker import XMFlagReranker
 
     devices = _devices(args, device)
     path = bc.build_mono_xm_checkpoint(bc.work_dir(args) / f"mono_xm_h{spec.hidden_size}_l{spec.num_hidden_layers}", spec)

@@ -26,11 +26,11 @@ Variants (rows):
   it), default arguments: the fast path runs in that dtype, without autocast; ``MonoXM <dtype>
   weights compile()`` (and ``compile(cpp_wrapper)``): the same compiled.
 * ``MonoXM bf16 stock batching``: ``fast_inference=False`` with bf16 weights (with and without
-  :func:`xm_integrations.fast_inference.install_fast_adapters`).
+  :func:`xm_integrations.engine.pipeline.install_fast_adapters`).
 * ``model only <dtype> <budget> (pre-tokenized)``: the forward passes alone, batches prepared
   untimed (``autocast-float16``: float32 weights under fp16 autocast, the default's arithmetic;
   ``compile()``, ``compile(cpp_wrapper)``: the same through the compiled layers).
-* ``fast <dtype> <budget>``: :func:`xm_integrations.fast_inference.score_pairs` -- tokenized once,
+* ``fast <dtype> <budget>``: :func:`xm_integrations.engine.pipeline.score_pairs` -- tokenized once,
   token-budget batches, language grouping, pinned async copies, background tokenization.
 * ``FlagReranker fp16 +fast adapters``, ``XMFlagReranker fp16 (default)``: the FlagEmbedding side;
   ``XMFlagReranker fp16 tokenization only`` (FlagEmbedding's cut, decode and re-tokenize, a bound)
@@ -65,9 +65,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_common as bc  # noqa: E402
 
-from xm_integrations import fast_inference as fi  # noqa: E402
-from xm_integrations.compiled_layers import compile_xmod_layers  # noqa: E402
-from xm_integrations.xmod_language import find_xmod_model  # noqa: E402
+from xm_integrations.engine import config as engine_config  # noqa: E402
+
+from xm_integrations.engine import pipeline as fi  # noqa: E402
+
+from xm_integrations.engine import precision as precision_module  # noqa: E402
+
+from xm_integrations.engine import tokenization  # noqa: E402
+
+from xm_integrations.xmod import adapters  # noqa: E402
+from xm_integrations.xmod.compiled_layers import compile_xmod_layers  # noqa: E402
+from xm_integrations.languages.mixin import find_xmod_model  # noqa: E402
 
 BENCH = "rerank"
 ScoreFn = Callable[[list, list], np.ndarray]
@@ -221,8 +229,8 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
     print("# ceilings", ceilings, "build", round(build_s, 1), "s", flush=True)
     runner = Runner(args, device, spec, rec, workloads, ceilings["matmul_bf16_flops"])
     fast_dtypes = [torch.bfloat16, torch.float16] if gpu_variants else [torch.float32]
-    budgets = [16384, 32768, 65536] if gpu_variants else [fi.DEFAULT_MAX_TOKENS_CPU]
-    from xm_integrations.mono_xm import MonoXM
+    budgets = [16384, 32768, 65536] if gpu_variants else [engine_config.DEFAULT_MAX_TOKENS_CPU]
+    from xm_integrations.models.mono_xm import MonoXM
 
     # --- MonoXM: float32 reference first, then the variants on the same instance -----------------
     mono = MonoXM(str(path), device=device)
@@ -245,12 +253,12 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
         return score
 
     def tokenize_only(pairs, langs):
-        fi.tokenize(mono.tokenizer, [p[0] for p in pairs], [p[1] for p in pairs], max_length=max_length)
+        tokenization.tokenize(mono.tokenizer, [p[0] for p in pairs], [p[1] for p in pairs], max_length=max_length)
         return None
 
     def model_prepare(max_tokens: int):
         def prepare(pairs, langs):
-            sequences = fi.tokenize(mono.tokenizer, [p[0] for p in pairs], [p[1] for p in pairs], max_length=max_length)
+            sequences = tokenization.tokenize(mono.tokenizer, [p[0] for p in pairs], [p[1] for p in pairs], max_length=max_length)
             return fi._prepare_batches(sequences, _lang_index(languages, langs), mono.tokenizer.pad_token_id,
                                        max_tokens, None, True, cuda), len(pairs)
         return prepare
@@ -267,7 +275,7 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
             out[torch.from_numpy(indices).to(dev)] = logits[:, 0].float()
         return out.cpu().numpy()
 
-    fi.install_fast_adapters(hf)
+    adapters.install_fast_adapters(hf)
     runner.measure("fast fp32 (reference)", fast("fp32"), reference=True)
     runner.measure("tokenize only", tokenize_only)
     _stock_and_flag(runner, path, device, cuda)
@@ -301,7 +309,7 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
             runner.measure(f"fast autocast-{str(dtype)[6:]} 32k", fast("ac", autocast_dtype=dtype, max_tokens=32768))
 
         def model_only_autocast(state):
-            with fi.precision(device, torch.float16, autocast=True):
+            with precision_module.precision(device, torch.float16, autocast=True):
                 return model_only(state)
 
         # What the default's own arithmetic allows: float32 weights under fp16 autocast, pre-tokenized.
@@ -323,7 +331,7 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
             mono.fast_inference = False
             _remove_fast_adapters(hf)
             runner.measure(f"MonoXM {label} stock batching, transformers' adapters", mono_predict())
-            fi.install_fast_adapters(hf)
+            adapters.install_fast_adapters(hf)
             runner.measure(f"MonoXM {label} stock batching", mono_predict())
             runner.measure(f"MonoXM {label} stock batching bs128", mono_predict(128))
             mono.fast_inference = True
@@ -371,12 +379,12 @@ def _stock_and_flag(runner: Runner, path, device: str, cuda: bool) -> None:
 
     label = "fp16" if cuda else "fp32"
     runner.measure(f"stock FlagReranker {label}", flag_score)
-    fi.install_fast_adapters(flag.model)
+    adapters.install_fast_adapters(flag.model)
     runner.measure(f"FlagReranker {label} +fast adapters", flag_score)
     del flag
     bc.free_memory()
     try:
-        from xm_integrations.flag_reranker import XMFlagReranker
+        from xm_integrations.integrations.flagembedding.reranker import XMFlagReranker
     except Exception as exc:  # noqa: BLE001 - being written in parallel; report and go on
         print(f"# XMFlagReranker not importable ({exc!r}); skipping", flush=True)
         return

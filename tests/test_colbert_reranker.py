@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from xm_integrations import MissingLanguageError, XMColBERTReranker
-from xm_integrations.colbert_xm import ColBERTXM
+from xm_integrations.models.colbert_xm.model import ColBERTXM
 from xm_integrations.testing import build_tiny_mono_xm
 
 from .test_colbert_xm import ARRAYS, REFERENCE, _reference_documents, numpy_maxsim
@@ -100,7 +100,7 @@ def test_single_pair_empty_input_and_bad_input(reranker):
 
 
 def test_lengths_that_cannot_apply_are_reported(colbert, caplog):
-    with caplog.at_level(logging.WARNING, logger="xm_integrations.colbert_reranker"):
+    with caplog.at_level(logging.WARNING, logger="xm_integrations.integrations.flagembedding.late_interaction"):
         XMColBERTReranker(model=colbert, max_length=128, query_max_length=64)
     assert "max_length=128 is not applied" in caplog.text
     assert "query_max_length=64 is not applied" in caplog.text

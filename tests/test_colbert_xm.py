@@ -24,7 +24,7 @@ from sentence_transformers import MultiVectorEncoder
 from transformers import AutoTokenizer, XmodConfig, XmodModel
 
 from xm_integrations import MissingLanguageError, UnknownLanguageError
-from xm_integrations.colbert_xm import (
+from xm_integrations.models.colbert_xm.model import (
     CheckpointError,
     ColBERTXM,
     colbert_skiplist_ids,
@@ -262,7 +262,7 @@ def test_mixed_languages_equal_plain_transformers_with_explicit_lang_ids(model, 
 
 
 def test_auto_routes_each_input_to_its_detected_language(model):
-    from xm_integrations.detection import detect_language
+    from xm_integrations.languages.detection import detect_language
 
     documents = REFERENCE["documents"][:3]
     detected = detect_language(documents, available=model.languages)
@@ -517,7 +517,7 @@ def test_stock_tokenization_of_saved_settings_matches_colbert_ai(model):
 
 
 def test_saving_without_default_language_warns(tiny_colbert_xm, tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="xm_integrations.colbert_xm"):
+    with caplog.at_level(logging.WARNING, logger="xm_integrations.models.colbert_xm.model"):
         ColBERTXM(tiny_colbert_xm, device="cpu").save(str(tmp_path / "saved"))
     assert "without default_language" in caplog.text
 
@@ -608,7 +608,7 @@ def _spy_fast_path(monkeypatch) -> list[int]:
 
 
 def test_fast_adapters_are_installed(model):
-    from xm_integrations.fast_inference import _FastLangAdapter
+    from xm_integrations.xmod.adapters import _FastLangAdapter
 
     layers = [m for m in model.modules() if hasattr(m, "adapter_modules") and hasattr(m, "ln_before_adapter")]
     assert layers and all(isinstance(m.__dict__.get("lang_adapter"), _FastLangAdapter) for m in layers)
@@ -740,7 +740,7 @@ def test_fast_path_with_a_prompt_prepends_like_stock(fast_model, stock_model):
 
 
 def test_fast_path_refuses_out_of_range_adapter_ids(fast_model):
-    from xm_integrations.routing import RoutedText
+    from xm_integrations.languages.routing import RoutedText
 
     with pytest.raises(IndexError, match="out of range"):
         fast_model.encode_document([RoutedText("a text", 0), RoutedText("b text", 99)])

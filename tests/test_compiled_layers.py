@@ -10,8 +10,8 @@ import torch
 from transformers import XmodConfig, XmodForSequenceClassification
 
 from xm_integrations import ColBERTXM, MonoXM
-from xm_integrations import compiled_layers as cl
-from xm_integrations import fast_inference as fi
+from xm_integrations.xmod import compiled_layers as cl
+from xm_integrations.engine import pipeline as fi
 from xm_integrations.testing.checkpoints import build_tiny_tokenizer
 
 LANGS = ["en_XX", "fr_XX", "de_DE", "es_XX", "zh_CN"]

@@ -1,4 +1,4 @@
-"""Tests of automatic language detection (``xm_integrations.detection``).
+"""Tests of automatic language detection (``xm_integrations.languages.detection``).
 
 The accuracy thresholds come from ``scripts/bench_language_detection.py`` on
 ``tests/data/language_detection_sample.jsonl`` (py3langid 0.4.0: 97.9% of queries, 100% of
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from xm_integrations import detection
-from xm_integrations.detection import chinese_script, detect_language
-from xm_integrations.languages import XMOD_LANGUAGE_CODES, UnknownLanguageError
+from xm_integrations.languages import detection
+from xm_integrations.languages.detection import chinese_script, detect_language
+from xm_integrations.languages.resolution import XMOD_LANGUAGE_CODES, UnknownLanguageError
 
 SAMPLE_PATH = Path(__file__).parent / "data" / "language_detection_sample.jsonl"
 MIN_QUERY_ACCURACY = 0.94
@@ -344,6 +344,6 @@ def test_concurrent_detection_agrees_with_serial() -> None:
 
 
 def test_import_does_not_load_the_library() -> None:
-    code = "import sys, xm_integrations.detection; print('py3langid' in sys.modules)"
+    code = "import sys, xm_integrations.languages.detection; print('py3langid' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

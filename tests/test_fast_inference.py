@@ -1,4 +1,4 @@
-"""The fast paths of ``xm_integrations.fast_inference`` keep what the stock paths compute (CPU)."""
+"""The fast paths of ``xm_integrations.engine.pipeline`` keep what the stock paths compute (CPU)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,17 @@ import pytest
 import torch
 from transformers import XmodConfig, XmodForSequenceClassification, XmodModel
 
-from xm_integrations import fast_inference as fi
+from xm_integrations.engine import pipeline as fi
+
+from xm_integrations.engine import planning
+
+from xm_integrations.engine import precision as precision_module
+
+from xm_integrations.engine import tokenization
+
+from xm_integrations.models.colbert_xm import head as colbert_head
+
+from xm_integrations.xmod import adapters
 from xm_integrations.testing.checkpoints import build_tiny_tokenizer
 
 LANGS = ["en_XX", "fr_XX", "de_DE", "es_XX", "zh_CN"]
@@ -59,7 +69,7 @@ def test_fast_adapters_match_stock_on_mixed_languages(classifier, tokenizer):
     enc = tokenizer([p[0] for p in pairs], [p[1] for p in pairs], padding=True, return_tensors="pt")
     with torch.inference_mode():
         stock = classifier(**enc, lang_ids=lang_ids).logits
-        assert fi.install_fast_adapters(classifier) == 2
+        assert adapters.install_fast_adapters(classifier) == 2
         fast = classifier(**enc, lang_ids=lang_ids).logits
     torch.testing.assert_close(fast, stock, rtol=0, atol=0)
 
@@ -68,32 +78,32 @@ def test_fast_adapters_default_language_and_idempotence(classifier, tokenizer):
     enc = tokenizer(["a tower"], ["built in paris"], return_tensors="pt")
     with torch.inference_mode():
         stock = classifier(**enc).logits  # lang_ids built by XMOD as float ones * index
-        fi.install_fast_adapters(classifier)
-        fi.install_fast_adapters(classifier)
+        adapters.install_fast_adapters(classifier)
+        adapters.install_fast_adapters(classifier)
         fast = classifier(**enc).logits
     torch.testing.assert_close(fast, stock, rtol=0, atol=0)
 
 
 def test_fast_adapters_refuse_out_of_range_ids(classifier, tokenizer):
-    fi.install_fast_adapters(classifier)
+    adapters.install_fast_adapters(classifier)
     enc = tokenizer(["a"], ["b"], return_tensors="pt")
     with torch.inference_mode(), pytest.raises(IndexError, match="out of range"):
         classifier(**enc, lang_ids=torch.tensor([len(LANGS)]))
 
 
 def test_model_with_fast_adapters_still_pickles(classifier):
-    fi.install_fast_adapters(classifier)
+    adapters.install_fast_adapters(classifier)
     clone = pickle.loads(pickle.dumps(classifier))
     output = [m for m in clone.modules() if hasattr(m, "adapter_modules")][0]
     assert output.__dict__["lang_adapter"].output is output
 
 
 def test_lang_segments():
-    assert fi.lang_segments([2, 2, 0, 0, 0, 2]) == [(2, 0, 2), (0, 2, 5), (2, 5, 6)]
-    assert fi.lang_segments(torch.tensor([1.0, 1.0])) == [(1, 0, 2)]
-    assert fi.lang_segments([]) == []
+    assert adapters.lang_segments([2, 2, 0, 0, 0, 2]) == [(2, 0, 2), (0, 2, 5), (2, 5, 6)]
+    assert adapters.lang_segments(torch.tensor([1.0, 1.0])) == [(1, 0, 2)]
+    assert adapters.lang_segments([]) == []
     with pytest.raises(IndexError):
-        fi.lang_segments([0, 5], num_languages=3)
+        adapters.lang_segments([0, 5], num_languages=3)
 
 
 # -- batching -------------------------------------------------------------------------------------
@@ -104,14 +114,14 @@ def test_plan_batches_covers_everything_within_budget(group):
     rng = np.random.default_rng(1)
     lengths = rng.integers(1, 300, size=500)
     langs = rng.integers(0, 5, size=500)
-    batches = fi.plan_batches(lengths, langs, max_tokens=4096, group_languages=group)
+    batches = planning.plan_batches(lengths, langs, max_tokens=4096, group_languages=group)
     seen = np.concatenate(batches)
     assert sorted(seen.tolist()) == list(range(500))
     for batch in batches:
         padded = -(-int(lengths[batch].max()) // 8) * 8
         assert len(batch) == 1 or len(batch) * padded <= 4096
         if group:  # one contiguous run per language present: XMOD runs one adapter call per language
-            runs = fi.lang_segments(langs[batch])
+            runs = adapters.lang_segments(langs[batch])
             assert len(runs) == len(set(langs[batch].tolist()))
 
 
@@ -119,22 +129,22 @@ def test_plan_batches_mixes_languages_into_full_batches():
     # Five languages cut into exactly the batches of one language: the budget decides, not the language.
     rng = np.random.default_rng(2)
     lengths, langs = rng.integers(50, 300, size=1000), rng.integers(0, 5, size=1000)
-    mixed = fi.plan_batches(lengths, langs, max_tokens=32768)
-    single = fi.plan_batches(lengths, max_tokens=32768)
+    mixed = planning.plan_batches(lengths, langs, max_tokens=32768)
+    single = planning.plan_batches(lengths, max_tokens=32768)
     assert [len(b) for b in mixed] == [len(b) for b in single]
     assert all(len(set(langs[b].tolist())) == 5 for b in mixed)
 
 
 def test_plan_batches_single_oversized_input_gets_its_own_batch():
-    batches = fi.plan_batches([10_000, 5, 5], max_tokens=64)
+    batches = planning.plan_batches([10_000, 5, 5], max_tokens=64)
     assert [len(b) for b in batches] == [1, 2]
-    assert fi.plan_batches([], max_tokens=64) == []
+    assert planning.plan_batches([], max_tokens=64) == []
     with pytest.raises(ValueError):
-        fi.plan_batches([1], max_tokens=0)
+        planning.plan_batches([1], max_tokens=0)
 
 
 def test_pad_batch():
-    ids, mask = fi.pad_batch([[0, 5, 2], [0, 2]], pad_id=1)
+    ids, mask = planning.pad_batch([[0, 5, 2], [0, 2]], pad_id=1)
     assert ids.shape == (2, 8)
     assert ids[1, :3].tolist() == [0, 2, 1] and mask.sum(1).tolist() == [3, 2]
 
@@ -167,7 +177,7 @@ def test_score_pairs_batch_without_padding(classifier, tokenizer):
     """Pairs of exactly 16 tokens make one batch with no padding, which SDPA runs without a mask."""
     pairs = [pair for pair in _pairs(3000, seed=8) if len(tokenizer(*pair)["input_ids"]) == 16][:6]
     assert len(pairs) == 6
-    sequences = fi.tokenize(tokenizer, [q for q, _ in pairs], [p for _, p in pairs], max_length=128)
+    sequences = tokenization.tokenize(tokenizer, [q for q, _ in pairs], [p for _, p in pairs], max_length=128)
     [(_, input_ids, attention_mask, _, padded)] = fi._prepare_batches(sequences, None, 1, 4096, None, True, False)
     assert not padded and bool(attention_mask.all())
     assert fi._model_attention_mask(classifier, attention_mask, padded) is None
@@ -215,10 +225,10 @@ def test_encode_texts_colbert_head_matches_stock_encoder(tokenizer):
     texts = [" ".join(["tower", "paris", ",", "tea"] * k) for k in range(1, 9)]
     lang_ids = np.array([0, 1, 1, 2, 0, 4, 3, 3])
     skiplist = {tokenizer.encode(",", add_special_tokens=False)[0], tokenizer.pad_token_id}
-    head = fi.ColBERTDocumentHead(weight, sorted(skiplist))
+    head = colbert_head.ColBERTDocumentHead(weight, sorted(skiplist))
 
     def ids(batch):
-        return fi.colbert_document_ids(tokenizer, batch, doc_maxlen=20, marker_id=tokenizer.unk_token_id)
+        return colbert_head.colbert_document_ids(tokenizer, batch, doc_maxlen=20, marker_id=tokenizer.unk_token_id)
 
     vectors = fi.encode_texts(encoder, tokenizer, texts, lang_ids, head=head, split=head.split, tokenize_fn=ids,
                               max_tokens=64, chunk_size=3)
@@ -234,8 +244,8 @@ def test_encode_texts_colbert_head_matches_stock_encoder(tokenizer):
 
 def test_balanced_batches_even_out_and_respect_the_budget():
     lengths = np.full(200, 170)
-    greedy = fi.plan_batches(lengths, max_tokens=32768, balance=False)
-    balanced = fi.plan_batches(lengths, max_tokens=32768)
+    greedy = planning.plan_batches(lengths, max_tokens=32768, balance=False)
+    balanced = planning.plan_batches(lengths, max_tokens=32768)
     assert [len(b) for b in greedy] == [186, 14]  # 170 tokens pad to 176
     assert [len(b) for b in balanced] == [100, 100]
 
@@ -257,13 +267,13 @@ def test_score_pairs_rescores_overflowing_pairs_in_float32(classifier, tokenizer
 
 
 def test_default_autocast_dtype():
-    assert fi.default_autocast_dtype("cpu") is None
-    assert fi.default_autocast_dtype("cuda") is torch.float16
-    assert fi.default_autocast_dtype("cuda", torch.float32) is torch.float16
+    assert precision_module.default_autocast_dtype("cpu") is None
+    assert precision_module.default_autocast_dtype("cuda") is torch.float16
+    assert precision_module.default_autocast_dtype("cuda", torch.float32) is torch.float16
     # Half-precision weights run as loaded; CPU never autocasts.
-    assert fi.default_autocast_dtype("cuda", torch.float16) is None
-    assert fi.default_autocast_dtype("cuda", torch.bfloat16) is None
-    assert fi.default_autocast_dtype("cpu", torch.float16) is None
+    assert precision_module.default_autocast_dtype("cuda", torch.float16) is None
+    assert precision_module.default_autocast_dtype("cuda", torch.bfloat16) is None
+    assert precision_module.default_autocast_dtype("cpu", torch.float16) is None
 
 
 def test_chunks_start_small_then_double_up_to_chunk_size():
@@ -316,11 +326,11 @@ def test_tokenize_gives_the_tokenizers_ids(tokenizer, max_length):
     if max_length is not None:
         kwargs.update(truncation=True, max_length=max_length)
     configured = (tokenizer.backend_tokenizer.truncation, tokenizer.backend_tokenizer.padding)
-    ours = fi.tokenize(tokenizer, first, second, max_length=max_length)
+    ours = tokenization.tokenize(tokenizer, first, second, max_length=max_length)
     # The caller's tokenizer is left as it was configured (the shortcut truncates on a private copy).
     assert (tokenizer.backend_tokenizer.truncation, tokenizer.backend_tokenizer.padding) == configured
     assert ours == tokenizer(first, second, **kwargs)["input_ids"]
-    assert fi.tokenize(tokenizer, first, max_length=max_length) == tokenizer(first, **kwargs)["input_ids"]
+    assert tokenization.tokenize(tokenizer, first, max_length=max_length) == tokenizer(first, **kwargs)["input_ids"]
 
 
 @pytest.mark.parametrize("max_length", [None, 9, 24])
@@ -331,18 +341,18 @@ def test_tokenize_without_special_tokens_and_only_second(tokenizer, max_length):
     kwargs = {"padding": False, "return_attention_mask": False, "return_token_type_ids": False}
     if max_length is not None:
         kwargs.update(truncation=True, max_length=max_length)
-    assert (fi.tokenize(tokenizer, texts, max_length=max_length, add_special_tokens=False)
+    assert (tokenization.tokenize(tokenizer, texts, max_length=max_length, add_special_tokens=False)
             == tokenizer(texts, add_special_tokens=False, **kwargs)["input_ids"])
     first, second = ["a b", "tea", "", "x"], ["c " * 30, "coffee tea", "z", "y y y"]
     if max_length is not None:
         kwargs.update(truncation="only_second")
-    assert (fi.tokenize(tokenizer, first, second, max_length=max_length, truncation="only_second")
+    assert (tokenization.tokenize(tokenizer, first, second, max_length=max_length, truncation="only_second")
             == tokenizer(first, second, **kwargs)["input_ids"])
     # A first text that leaves the second nothing: the same Rust error as transformers' call.
     with pytest.raises(Exception, match="Sequence to truncate too short"):
         tokenizer(["a b c d e"], ["c d"], truncation="only_second", max_length=6)
     with pytest.raises(Exception, match="Sequence to truncate too short"):
-        fi.tokenize(tokenizer, ["a b c d e"], ["c d"], max_length=6, truncation="only_second")
+        tokenization.tokenize(tokenizer, ["a b c d e"], ["c d"], max_length=6, truncation="only_second")
 
 
 def test_tokenize_large_batch_with_repeated_words(tokenizer):
@@ -351,4 +361,4 @@ def test_tokenize_large_batch_with_repeated_words(tokenizer):
     pairs = _pairs(3000, seed=5)
     first, second = [q for q, _ in pairs], [p for _, p in pairs]
     expected = tokenizer(first, second, truncation=True, max_length=24, padding=False)["input_ids"]
-    assert fi.tokenize(tokenizer, first, second, max_length=24) == expected
+    assert tokenization.tokenize(tokenizer, first, second, max_length=24) == expected

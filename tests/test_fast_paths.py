@@ -1,6 +1,6 @@
 """The fast paths that the model classes take by default, against plain transformers with explicit ``lang_ids``.
 
-``MonoXM`` takes :func:`xm_integrations.fast_inference.score_pairs` by default on every device; on
+``MonoXM`` takes :func:`xm_integrations.engine.pipeline.score_pairs` by default on every device; on
 CPU it runs in float32, where it must give plain transformers' scores (the reference model is loaded
 fresh, with transformers' own adapter dispatch). The arguments that the fast path cannot honour
 must fall back to the stock path.
@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from xm_integrations import MonoXM
-from xm_integrations.fast_inference import _FastLangAdapter
+from xm_integrations.xmod.adapters import _FastLangAdapter
 
 from tests.test_mono_xm import KNOWN_LANGUAGES, PAIRS, Reference, assert_adapters_differ
 

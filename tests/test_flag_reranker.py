@@ -30,9 +30,9 @@ pytest.importorskip("FlagEmbedding")
 from FlagEmbedding import FlagAutoReranker, FlagReranker  # noqa: E402
 from FlagEmbedding.utils.tokenizer_compat import prepare_for_model_compat  # noqa: E402
 
-import xm_integrations.flag_reranker as flag_reranker  # noqa: E402
+import xm_integrations.integrations.flagembedding.reranker as flag_reranker  # noqa: E402
 from xm_integrations import MissingLanguageError, UnknownLanguageError, XMFlagReranker, resolve_language  # noqa: E402
-from xm_integrations.routing import RoutedPair  # noqa: E402
+from xm_integrations.languages.routing import RoutedPair  # noqa: E402
 from xm_integrations.testing import build_tiny_mono_xm  # noqa: E402
 from xm_integrations.testing.corpus import SAMPLE_PASSAGES, SAMPLE_QUERIES  # noqa: E402
 
@@ -191,7 +191,7 @@ def test_registration_when_flag_embedding_is_imported_first() -> None:
         "from FlagEmbedding.inference.reranker.model_mapping import AUTO_RERANKER_MAPPING\n"
         "assert 'mono-xm' not in AUTO_RERANKER_MAPPING\n"
         "import xm_integrations\n"
-        "from xm_integrations.flag_reranker import XMFlagReranker\n"
+        "from xm_integrations.integrations.flagembedding.reranker import XMFlagReranker\n"
         "assert AUTO_RERANKER_MAPPING['mono-xm'].model_class is XMFlagReranker, AUTO_RERANKER_MAPPING['mono-xm']\n"
         "print('ok')\n"
     )

@@ -149,7 +149,7 @@ def test_convert_errors_say_what_to_do(tmp_path: Path, capsys: pytest.CaptureFix
 
 def test_failed_check_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A conversion whose output does not reproduce the source leaves neither the output nor a partial folder."""
-    from xm_integrations.mono_xm import MonoXM
+    from xm_integrations.models.mono_xm import MonoXM
 
     source = build_tiny_mono_xm(tmp_path / "src", languages=SMALL_LANGUAGES, default_language="fr_XX")
     original = MonoXM.predict

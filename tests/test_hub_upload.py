@@ -214,7 +214,7 @@ def test_raw_colbert_ai_checkpoint_mismatch_uploads_nothing(tmp_path: Path, hub:
 
 def test_mono_xm_output_mismatch_uploads_nothing(mono_xm_small: Path, hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:
     """Scores of ours that drift by 1e-3 from the stock CrossEncoder's are refused."""
-    from xm_integrations.mono_xm import MonoXM
+    from xm_integrations.models.mono_xm import MonoXM
 
     original = MonoXM.predict
     monkeypatch.setattr(MonoXM, "predict", lambda self, *a, **k: original(self, *a, **k) + 1e-3)

@@ -15,7 +15,7 @@ import pytest
 from tests.test_mono_xm import KNOWN_LANGUAGES, PAIRS, Reference
 from xm_integrations import ColBERTXM, MonoXM, UnknownLanguageError, XMColBERTReranker, XMFlagReranker
 from xm_integrations.errors import ArgumentTypeError
-from xm_integrations.languages import resolve_language
+from xm_integrations.languages.resolution import resolve_language
 
 
 @pytest.fixture(scope="module")

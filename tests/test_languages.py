@@ -7,7 +7,7 @@ import locale
 import pytest
 
 from xm_integrations import XMOD_LANGUAGE_CODES, XMOD_LANGUAGES, UnknownLanguageError, resolve_language
-from xm_integrations.languages import DEFAULT_CHINESE, language_to_iso
+from xm_integrations.languages.resolution import DEFAULT_CHINESE, language_to_iso
 
 # facebook/xmod-base's config.languages, written out independently of our table.
 XMOD_BASE_LANGUAGES = (

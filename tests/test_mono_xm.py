@@ -22,10 +22,10 @@ from sentence_transformers import CrossEncoder
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, XmodForSequenceClassification
 
 from xm_integrations import MissingLanguageError, MonoXM, UnknownLanguageError, resolve_language
-from xm_integrations.reranking import route_pairs
-from xm_integrations.routing import RoutedPair
+from xm_integrations.models.reranking import route_pairs
+from xm_integrations.languages.routing import RoutedPair
 from xm_integrations.testing.corpus import SAMPLE_PASSAGES, SAMPLE_QUERIES
-from xm_integrations.xmod_language import install_language_resolution
+from xm_integrations.languages.mixin import install_language_resolution
 
 MONO_XM_REPO = "antoinelouis/mono-xm"
 ATOL = 1e-5  # float32 on the CPU: tests that compare scores pin device="cpu" (CUDA defaults to fp16 autocast)
@@ -359,7 +359,7 @@ def test_pool_worker_scoring_step_takes_the_fast_path(model: MonoXM, reference: 
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """sentence-transformers 6.2's pool workers call ``_inference`` directly: it takes the fast path
     for routed pairs (the same scores as stock), and stays stock when asked for stock batching."""
-    import xm_integrations.mono_xm as mono_module
+    import xm_integrations.models.mono_xm as mono_module
 
     calls = []
     real = mono_module.score_pairs

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from xm_integrations.languages import (
+from xm_integrations.languages.resolution import (
     XMOD_LANGUAGE_CODES,
     XMOD_LANGUAGES,
     UnknownLanguageError,
@@ -17,18 +17,18 @@ from xm_integrations.languages import (
 )
 from xm_integrations.engine import FastInferenceConfig
 from xm_integrations.errors import MissingLanguageError, XMIntegrationsError
-from xm_integrations.flag_registration import install as _install_flag_registration
+from xm_integrations.integrations.flagembedding.registration import install as _install_flag_registration
 
 # FlagAutoReranker.from_finetuned("antoinelouis/mono-xm") gives an XMFlagReranker, once FlagEmbedding
 # is imported (now or later); this imports nothing from FlagEmbedding.
 _install_flag_registration()
 
 if TYPE_CHECKING:
-    from xm_integrations.colbert_xm import ColBERTXM
-    from xm_integrations.colbert_reranker import XMColBERTReranker
-    from xm_integrations.compiled_layers import compile_xmod_layers
-    from xm_integrations.detection import detect_language
-    from xm_integrations.flag_reranker import XMFlagReranker
+    from xm_integrations.models.colbert_xm.model import ColBERTXM
+    from xm_integrations.integrations.flagembedding.late_interaction import XMColBERTReranker
+    from xm_integrations.xmod.compiled_layers import compile_xmod_layers
+    from xm_integrations.languages.detection import detect_language
+    from xm_integrations.integrations.flagembedding.reranker import XMFlagReranker
     from xm_integrations.scoring.late_interaction import (
         PackedTokens,
         maxsim,
@@ -36,17 +36,17 @@ if TYPE_CHECKING:
         pack_token_embeddings,
         pad_token_embeddings,
     )
-    from xm_integrations.mono_xm import MonoXM
+    from xm_integrations.models.mono_xm import MonoXM
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "ColBERTXM": "xm_integrations.colbert_xm",
-    "MonoXM": "xm_integrations.mono_xm",
-    "XMColBERTReranker": "xm_integrations.colbert_reranker",
-    "XMFlagReranker": "xm_integrations.flag_reranker",
-    "compile_xmod_layers": "xm_integrations.compiled_layers",
-    "detect_language": "xm_integrations.detection",
+    "ColBERTXM": "xm_integrations.models.colbert_xm.model",
+    "MonoXM": "xm_integrations.models.mono_xm",
+    "XMColBERTReranker": "xm_integrations.integrations.flagembedding.late_interaction",
+    "XMFlagReranker": "xm_integrations.integrations.flagembedding.reranker",
+    "compile_xmod_layers": "xm_integrations.xmod.compiled_layers",
+    "detect_language": "xm_integrations.languages.detection",
     "maxsim": "xm_integrations.scoring",
     "maxsim_pairwise": "xm_integrations.scoring",
     "PackedTokens": "xm_integrations.scoring",

@@ -1,6 +1,6 @@
 """``xm-integrations evaluate``: MRR@10, nDCG@10, Recall@100/1000 of ColBERT-XM or Mono-XM on a local dataset.
 
-See :mod:`xm_integrations.evaluation` for the dataset layouts and the metric conventions.
+See :mod:`xm_integrations.evaluation.runners` for the dataset layouts and the metric conventions.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     """Run ``evaluate``; returns the exit code."""
     from xm_integrations.engine import UnsetBatchSize
-    from xm_integrations.evaluation import evaluate_model, write_trec_run
+    from xm_integrations.evaluation.runners import evaluate_model, write_trec_run
 
     if args.no_progress:
         quiet_progress()

@@ -93,8 +93,8 @@ def run(args: argparse.Namespace) -> int:
 
     from xm_integrations.engine import FastInferenceConfig
     from xm_integrations.errors import MissingLanguageError
-    from xm_integrations.mono_xm import MonoXM
-    from xm_integrations.reranking import pair_languages
+    from xm_integrations.models.mono_xm import MonoXM
+    from xm_integrations.models.reranking import pair_languages
 
     model = MonoXM(args.model, device=args.device, fast_inference=FastInferenceConfig(max_batch_tokens=args.max_batch_tokens))
     requested = [passage.language or args.language for passage in passages]

@@ -189,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
     queries = read_queries(args)
     passages = load_run_inputs(args, args.corpus, "the corpus")
 
-    from xm_integrations.colbert_xm import ColBERTXM
+    from xm_integrations.models.colbert_xm.model import ColBERTXM
     from xm_integrations.engine import FastInferenceConfig
     from xm_integrations.errors import MissingLanguageError
 
@@ -197,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
     model = ColBERTXM(args.model, device=args.device, fast_inference=config)
     reranker = None
     if args.rerank:
-        from xm_integrations.mono_xm import MonoXM
+        from xm_integrations.models.mono_xm import MonoXM
 
         reranker = MonoXM(args.reranker, device=args.device, fast_inference=config)
     try:

@@ -4,7 +4,7 @@ Owns :class:`FastInferenceConfig` (the knobs a user may set: token budget per fo
 forward pass, tokenization chunks, input ordering, background tokenization, storage of returned
 vectors) and the marker for a ``batch_size`` the caller did not give. Imports nothing heavy, so the
 config can be built before torch is imported. The path itself still lives in
-:mod:`xm_integrations.fast_inference`.
+:mod:`xm_integrations.engine.pipeline`.
 """
 
 from xm_integrations.engine.config import (

@@ -137,9 +137,9 @@ def convert_model(
 
 def _load_ours(folder: ModelFolder, language: str):
     if folder.kind is ModelKind.MONO_XM:
-        from xm_integrations.mono_xm import MonoXM
+        from xm_integrations.models.mono_xm import MonoXM
 
         return MonoXM(str(folder.path), language=language)
-    from xm_integrations.colbert_xm import ColBERTXM
+    from xm_integrations.models.colbert_xm.model import ColBERTXM
 
     return ColBERTXM(str(folder.path), language=language)

@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from xm_integrations.checkpoint_validation import CheckpointFiles, check_transformer_tokenizer
+from xm_integrations.models.checkpoints import CheckpointFiles, check_transformer_tokenizer
 from xm_integrations.errors import ValidationError
 from xm_integrations.hub.model_folder import ModelFolder, ModelKind, read_model_folder
-from xm_integrations.languages import language_to_iso
+from xm_integrations.languages.resolution import language_to_iso
 
 __all__ = [
     "DEFAULT_TOLERANCE",
@@ -177,7 +177,7 @@ def _validate_mono_xm(folder: ModelFolder, report: ValidationReport, tolerance: 
     """
     from sentence_transformers import CrossEncoder
 
-    from xm_integrations.mono_xm import MonoXM
+    from xm_integrations.models.mono_xm import MonoXM
 
     path = str(folder.path)
     codes = probe_languages(folder)
@@ -209,7 +209,7 @@ def _validate_mono_xm(folder: ModelFolder, report: ValidationReport, tolerance: 
     try:
         from FlagEmbedding import FlagReranker
 
-        from xm_integrations.flag_reranker import XMFlagReranker
+        from xm_integrations.integrations.flagembedding.reranker import XMFlagReranker
     except ImportError:
         logger.info("FlagEmbedding is not installed: skipping the FlagReranker comparison.")
         return
@@ -226,7 +226,7 @@ def _validate_mono_xm(folder: ModelFolder, report: ValidationReport, tolerance: 
 def _validate_colbert(folder: ModelFolder, report: ValidationReport, tolerance: float, ours: Any = None) -> None:
     from sentence_transformers import MultiVectorEncoder
 
-    from xm_integrations.colbert_xm import ColBERTXM
+    from xm_integrations.models.colbert_xm.model import ColBERTXM
 
     path = str(folder.path)
     codes = probe_languages(folder)

@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import save_file
 from transformers import XLMRobertaTokenizer, XmodConfig, XmodForSequenceClassification, XmodModel
 
-from xm_integrations.languages import XMOD_LANGUAGE_CODES
+from xm_integrations.languages.resolution import XMOD_LANGUAGE_CODES
 from xm_integrations.testing.corpus import SAMPLE_PASSAGES, SAMPLE_QUERIES
 
 __all__ = ["TINY_LANGUAGES", "build_tiny_colbert_xm", "build_tiny_mono_xm", "build_tiny_tokenizer"]

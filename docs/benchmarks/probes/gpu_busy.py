@@ -6,9 +6,9 @@ sys.path.insert(0, "scripts")
 import numpy as np, torch
 import bench_common as bc
 import bench_encode as be
-from xm_integrations import fast_inference as fi
-from xm_integrations.mono_xm import MonoXM
-from xm_integrations.colbert_xm import ColBERTXM
+from xm_integrations.engine import pipeline as fi
+from xm_integrations.models.mono_xm import MonoXM
+from xm_integrations.models.colbert_xm.model import ColBERTXM
 
 OUT = os.environ.get("OUT", "/tmp")
 which = sys.argv[1]

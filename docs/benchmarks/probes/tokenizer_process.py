@@ -14,19 +14,29 @@ def _init(path):
     _TOK = AutoTokenizer.from_pretrained(path)
 
 def _prepare(kind, payload, langs, max_tokens, pad_id, doc_maxlen, marker_id):
-    from xm_integrations import fast_inference as fi
+    from xm_integrations.engine import config as engine_config
+    from xm_integrations.engine import pipeline as fi
+    from xm_integrations.engine import precision as precision_module
+    from xm_integrations.engine import tokenization
+    from xm_integrations.models.colbert_xm import head as colbert_head
+    from xm_integrations.xmod import adapters
     if kind == "mono":
-        seqs = fi.tokenize(_TOK, [q for q, _ in payload], [p for _, p in payload], max_length=512)
+        seqs = tokenization.tokenize(_TOK, [q for q, _ in payload], [p for _, p in payload], max_length=512)
     else:
-        seqs = fi.colbert_document_ids(_TOK, payload, doc_maxlen=doc_maxlen, marker_id=marker_id)
+        seqs = colbert_head.colbert_document_ids(_TOK, payload, doc_maxlen=doc_maxlen, marker_id=marker_id)
     batches = fi._prepare_batches(seqs, langs, pad_id, max_tokens, None, True, False)
     return [(i, a.numpy(), m.numpy(), None if l is None else l.numpy(), p) for i, a, m, l, p in batches]
 
 def main():
     import bench_common as bc, bench_encode as be
-    from xm_integrations import fast_inference as fi
-    from xm_integrations.mono_xm import MonoXM
-    from xm_integrations.colbert_xm import ColBERTXM
+    from xm_integrations.engine import config as engine_config
+    from xm_integrations.engine import pipeline as fi
+    from xm_integrations.engine import precision as precision_module
+    from xm_integrations.engine import tokenization
+    from xm_integrations.models.colbert_xm import head as colbert_head
+    from xm_integrations.xmod import adapters
+    from xm_integrations.models.mono_xm import MonoXM
+    from xm_integrations.models.colbert_xm.model import ColBERTXM
     OUT = os.environ.get("OUT", "/tmp")
     spec = bc.SPECS[os.environ.get("SPEC", "base")]
     dev = os.environ.get("DEV", "cuda")
@@ -37,7 +47,7 @@ def main():
 
     def run_proc(pool, kind, xmod, tok, items, langs, sizes, forward, doc_maxlen=0, marker_id=0):
         device = next(xmod.parameters()).device
-        max_tokens = fi.DEFAULT_MAX_TOKENS_CUDA if device.type == "cuda" else fi.DEFAULT_MAX_TOKENS_CPU
+        max_tokens = engine_config.DEFAULT_MAX_TOKENS_CUDA if device.type == "cuda" else engine_config.DEFAULT_MAX_TOKENS_CPU
         order = fi._input_order(sizes)
         chunks = [order[c.start:c.stop] for c in fi._chunks(len(items), fi.DEFAULT_CHUNK_SIZE)]
         def submit(chunk):
@@ -68,11 +78,11 @@ def main():
     # mono
     path = bc.build_mono_xm_checkpoint(work / f"mono_xm_h{spec.hidden_size}_l{spec.num_hidden_layers}", spec)
     mono = MonoXM(str(path), device=dev)
-    xmod = mono._xmod_model(); fi.install_fast_adapters(xmod); xmod.eval()
+    xmod = mono._xmod_model(); adapters.install_fast_adapters(xmod); xmod.eval()
     languages = list(xmod.config.languages)
     pool = ProcessPoolExecutor(1, mp_context=ctx, initializer=_init, initargs=(str(path),))
     pool.submit(int, 0).result()
-    ac = fi.default_autocast_dtype(dev)
+    ac = precision_module.default_autocast_dtype(dev)
     wls = [bc.make_pair_workload(f"{NQ}x100 {t}", NQ, 100, l, seed=101) for l, t in ((("en_XX",), "1L"), (bc.FIVE_LANGUAGES, "5L"))]
     def fwd_mono(ids, mask, mm, bl):
         return xmod(input_ids=ids, attention_mask=mm, lang_ids=bl).logits.float()
@@ -84,7 +94,7 @@ def main():
             name = f"mono {'compile' if compiled else 'default'} {wl.name}"
             timeit(name + " thread", lambda: fi.score_pairs(xmod, mono.tokenizer, wl.pairs, langs, autocast_dtype=ac))
             def proc():
-                with torch.inference_mode(), fi.precision(dev, ac, autocast=ac is not None):
+                with torch.inference_mode(), precision_module.precision(dev, ac, autocast=ac is not None):
                     return run_proc(pool, "mono", xmod, mono.tokenizer, wl.pairs, langs, sizes, fwd_mono)
             timeit(name + " process", proc)
             old = sys.getswitchinterval(); sys.setswitchinterval(0.0002)
@@ -95,17 +105,17 @@ def main():
     # colbert
     path = bc.build_colbert_xm_checkpoint(work / f"colbert_xm_h{spec.hidden_size}_l{spec.num_hidden_layers}", spec, doc_maxlen=256)
     model = ColBERTXM(str(path), device=dev)
-    xmod = model._xmod_model(); fi.install_fast_adapters(xmod); xmod.eval()
+    xmod = model._xmod_model(); adapters.install_fast_adapters(xmod); xmod.eval()
     languages = list(xmod.config.languages)
     enc = model.colbert_encoding
     weight, skip = model._fast_document_head_parts()
-    head = fi.ColBERTDocumentHead(weight, [] if skip is None else skip.to(weight.device))
+    head = colbert_head.ColBERTDocumentHead(weight, [] if skip is None else skip.to(weight.device))
     pool = ProcessPoolExecutor(1, mp_context=ctx, initializer=_init, initargs=(str(path),))
     pool.submit(int, 0).result()
-    ac = fi.default_autocast_dtype(dev)
+    ac = precision_module.default_autocast_dtype(dev)
     def fwd_col(ids, mask, mm, bl):
         return head(xmod(input_ids=ids, attention_mask=mm, lang_ids=bl).last_hidden_state, ids, mask)
-    tokfn = lambda texts: fi.colbert_document_ids(model.tokenizer, texts, doc_maxlen=enc.doc_maxlen, marker_id=enc.doc_marker_id)
+    tokfn = lambda texts: colbert_head.colbert_document_ids(model.tokenizer, texts, doc_maxlen=enc.doc_maxlen, marker_id=enc.doc_marker_id)
     for compiled in (False, True):
         if compiled: model.compile()
         for langs_set, t in ((("en_XX",), "1L"), (bc.FIVE_LANGUAGES, "5L")):
@@ -117,7 +127,7 @@ def main():
                 return out
             timeit(name + " thread", thread)
             def proc():
-                with torch.inference_mode(), fi.precision(dev, ac, autocast=ac is not None):
+                with torch.inference_mode(), precision_module.precision(dev, ac, autocast=ac is not None):
                     outs = run_proc(pool, "colbert", xmod, model.tokenizer, texts, langs, [len(x) for x in texts], fwd_col, enc.doc_maxlen, enc.doc_marker_id)
                     return [head.split(o) for _, o in outs]
             timeit(name + " process", proc)

@@ -17,7 +17,7 @@ from typing import Union
 import torch
 
 from xm_integrations.errors import AdapterIndexError, ArgumentTypeError, MissingLanguageError, UnknownLanguageError
-from xm_integrations.languages import resolve_language
+from xm_integrations.languages.resolution import resolve_language
 
 __all__ = [
     "AUTO",

@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 import torch
 from transformers import XmodPreTrainedModel
 
-from xm_integrations.languages import resolve_language
-from xm_integrations.routing import LanguageArg, resolve_input_languages
+from xm_integrations.languages.resolution import resolve_language
+from xm_integrations.languages.routing import LanguageArg, resolve_input_languages
 
 __all__ = ["XmodLanguageMixin", "find_xmod_model", "install_language_resolution"]
 
@@ -82,7 +82,7 @@ class XmodLanguageMixin:
         available = self.languages
 
         def detect(positions: list[int]) -> list[str]:
-            from xm_integrations.detection import detect_language
+            from xm_integrations.languages.detection import detect_language
 
             return list(detect_language(list(detect_texts(positions)), available=available))
 

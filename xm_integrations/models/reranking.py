@@ -1,7 +1,7 @@
 """What every XMOD reranker wrapper shares: checking pairs, choosing each pair's adapter, batching order, length limit.
 
-:class:`~xm_integrations.mono_xm.MonoXM` (sentence-transformers) and
-:class:`~xm_integrations.flag_reranker.XMFlagReranker` (FlagEmbedding) score (query, passage) pairs
+:class:`~xm_integrations.models.mono_xm.MonoXM` (sentence-transformers) and
+:class:`~xm_integrations.integrations.flagembedding.reranker.XMFlagReranker` (FlagEmbedding) score (query, passage) pairs
 with different batching machinery, but must agree on which adapter a pair gets, on what counts as
 bad input, and on the longest input the model can embed. Keeping those rules here keeps the two
 classes from drifting apart.
@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from xm_integrations.checkpoint_validation import max_input_tokens
+from xm_integrations.models.checkpoints import max_input_tokens
 from xm_integrations.errors import PoolWorkerError
-from xm_integrations.routing import LanguageArg, RoutedPair, check_lang_ids, route_inputs
-from xm_integrations.xmod_language import XmodLanguageMixin
+from xm_integrations.languages.routing import LanguageArg, RoutedPair, check_lang_ids, route_inputs
+from xm_integrations.languages.mixin import XmodLanguageMixin
 
 __all__ = [
     "as_pair_batch",
@@ -103,7 +103,7 @@ def pair_languages(model: XmodLanguageMixin, pairs: Sequence[Sequence[str]], lan
 
 
 def route_pairs(model: XmodLanguageMixin, pairs: Sequence[Any], language: LanguageArg) -> list[RoutedPair]:
-    """Check ``pairs`` and attach its adapter index to each (see :mod:`xm_integrations.routing`).
+    """Check ``pairs`` and attach its adapter index to each (see :mod:`xm_integrations.languages.routing`).
 
     Pairs that already carry an adapter index keep it when ``language`` is ``None`` (they were
     routed by an earlier call, e.g. ``rank`` calling ``predict``); the index is still checked

@@ -38,24 +38,20 @@ from sentence_transformers.multi_vector_encoder.modules import MultiVectorMask
 from torch import Tensor
 from transformers import XmodPreTrainedModel
 
-from xm_integrations.checkpoint_validation import (
+from xm_integrations.models.checkpoints import (
     COLBERT_AI_DEFAULTS,
     CheckpointFiles,
     inspect_colbert_checkpoint,
 )
-from xm_integrations.compiled_layers import CompilableXmodMixin
+from xm_integrations.xmod.compiled_layers import CompilableXmodMixin
 from xm_integrations.engine import FastInferenceConfig, UnsetBatchSize, resolve_fast_inference
 from xm_integrations.errors import CheckpointError
-from xm_integrations.fast_inference import (
-    ColBERTDocumentHead,
-    colbert_document_ids,
-    default_autocast_dtype,
-    encode_texts,
-    fast_path_enabled,
-    install_fast_adapters,
-)
-from xm_integrations.log_filters import DropAll, ExpectedColBERTLoadReport, log_filter, without_default_language_snippet_error
-from xm_integrations.routing import (
+from xm_integrations.engine.pipeline import encode_texts
+from xm_integrations.engine.precision import default_autocast_dtype, fast_path_enabled
+from xm_integrations.models.colbert_xm.head import ColBERTDocumentHead, colbert_document_ids
+from xm_integrations.xmod.adapters import install_fast_adapters
+from xm_integrations.compat.log_filters import DropAll, ExpectedColBERTLoadReport, log_filter, without_default_language_snippet_error
+from xm_integrations.languages.routing import (
     LanguageArg,
     MissingLanguageError,
     RoutedText,
@@ -64,7 +60,7 @@ from xm_integrations.routing import (
     routed_lang_ids,
 )
 from xm_integrations.scoring.stock_arguments import stock_similarity
-from xm_integrations.xmod_language import XmodLanguageMixin, find_xmod_model, install_language_resolution
+from xm_integrations.languages.mixin import XmodLanguageMixin, find_xmod_model, install_language_resolution
 
 __all__ = [
     "COLBERT_AI_DEFAULTS",
@@ -228,7 +224,7 @@ class ColBERTXM(XmodLanguageMixin, CompilableXmodMixin, MultiVectorEncoder):
     Speed: every XMOD layer runs only the adapters present in a batch (transformers runs all 81,
     masked, in every layer; the numbers are the same, and an out-of-range adapter id is an error).
     Document encoding (:meth:`encode_document`, or :meth:`encode` with ``task="document"``) also
-    takes the fast path of :mod:`xm_integrations.fast_inference` (``fast_inference=True``, the
+    takes the fast path of :mod:`xm_integrations.engine.pipeline` (``fast_inference=True``, the
     default, on every device) when called with only ``batch_size``, ``show_progress_bar``,
     ``convert_to_numpy``, ``device`` and ``truncate_dim`` (and the document marker prompt):
     documents tokenized once, batches cut by a budget of padded tokens (a ``batch_size`` given by
@@ -402,7 +398,7 @@ class ColBERTXM(XmodLanguageMixin, CompilableXmodMixin, MultiVectorEncoder):
         return result[0] if singular else result
 
     def _takes_fast_path(self, kwargs: dict[str, Any]) -> bool:
-        """Whether :meth:`encode` with these arguments runs :func:`~xm_integrations.fast_inference.encode_texts`.
+        """Whether :meth:`encode` with these arguments runs :func:`~xm_integrations.engine.pipeline.encode_texts`.
 
         Only for what the fast path reproduces: documents (``task`` ``"document"`` or none), one
         process on one device, raw token embeddings without extra normalisation, no prompt other

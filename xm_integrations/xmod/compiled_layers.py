@@ -7,7 +7,7 @@ sentence-transformers' ``model.compile()`` wraps the module's own call, which th
 ``MonoXM`` and ``ColBERTXM`` never go through.
 
 Here the language dispatch is done once per forward pass on the host
-(:func:`xm_integrations.fast_inference.adapter_runs`: which adapters, where each run of rows
+(:func:`xm_integrations.engine.pipeline.adapter_runs`: which adapters, where each run of rows
 starts), and every layer runs as one compiled graph that takes those adapters and starts as
 inputs: attention, feed-forward, one adapter call per run of rows, the residuals and layer
 norms. One graph serves every layer and every batch shape of a layout -- how many runs of
@@ -40,12 +40,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions
 
-from xm_integrations.fast_inference import adapter_input, adapter_runs, apply_adapter_runs, lang_segments
-
-try:  # transformers' collector of recorded outputs (every supported version, >= 5.17, has it)
-    from transformers.utils.output_capturing import _active_collector
-except ImportError:  # a later move would disable the check below
-    _active_collector = None
+from xm_integrations.compat.transformers import attention_implementation, outputs_recorded
+from xm_integrations.xmod.adapters import adapter_input, adapter_runs, apply_adapter_runs, lang_segments
 
 __all__ = ["CompilableXmodMixin", "compile_xmod_layers"]
 
@@ -88,7 +84,7 @@ def _before_adapters(layer: torch.nn.Module, hidden_states: Tensor, attention_ma
 def _layer_forward(layer: torch.nn.Module, hidden_states: Tensor, attention_mask: Tensor | None,
                    adapters: list[torch.nn.Module], starts: list[int]) -> Tensor:
     """``XmodLayer.forward`` in inference, for rows whose runs of equal languages start at ``starts``
-    and use ``adapters`` (:func:`~xm_integrations.fast_inference.adapter_runs`)."""
+    and use ``adapters`` (:func:`~xm_integrations.engine.pipeline.adapter_runs`)."""
     adapter_in, residual = _before_adapters(layer, hidden_states, attention_mask)
     hidden = apply_adapter_runs(layer.output, adapters, starts, adapter_in) + residual
     return hidden if layer.pre_norm else layer.output.LayerNorm(hidden)
@@ -132,7 +128,7 @@ def _outputs_recorded() -> bool:
     """Whether the running forward pass records per-layer outputs (``output_hidden_states``,
     ``output_attentions``): transformers records them with hooks on the layer and attention modules,
     which the compiled graphs do not call."""
-    return _active_collector is not None and bool(_active_collector.get())
+    return outputs_recorded()
 
 
 class _CompiledEncoderForward:
@@ -208,7 +204,7 @@ def compile_xmod_layers(model: torch.nn.Module, **compile_kwargs: Any) -> int:
         if not all(hasattr(layer, "attention") and hasattr(getattr(layer, "output", None), "adapter_modules")
                    for layer in layers):
             continue
-        implementation = getattr(layers[0].attention.self.config, "_attn_implementation", None)
+        implementation = attention_implementation(layers[0].attention.self.config)
         if implementation not in _SUPPORTED_ATTENTION:
             raise ValueError(
                 f"Compiling XMOD layers needs the 'sdpa' or 'eager' attention implementation, the model uses "

@@ -10,7 +10,7 @@ of all 81 languages; see ``docs/language_detection.md`` and ``scripts/bench_lang
 What this module adds on top of the library, and why:
 
 * **Adapter codes, not ISO codes.** Labels are resolved with
-  :func:`xm_integrations.languages.resolve_language` against the adapters the checkpoint actually
+  :func:`xm_integrations.languages.resolution.resolve_language` against the adapters the checkpoint actually
   has (``available``), so fine-tuned checkpoints with a subset of languages work.
 * **Simplified vs Traditional Chinese.** The identifier only says ``zh``; XMOD has ``zh_CN`` and
   ``zh_TW``. :func:`chinese_script` counts characters that exist in only one of the two scripts.
@@ -27,7 +27,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal, overload
 
-from xm_integrations.languages import XMOD_LANGUAGE_CODES, UnknownLanguageError, resolve_language
+from xm_integrations.languages.resolution import XMOD_LANGUAGE_CODES, UnknownLanguageError, resolve_language
 
 if TYPE_CHECKING:
     from py3langid.langid import LanguageIdentifier
@@ -239,7 +239,7 @@ def detect_language(
         available: The checkpoint's adapters (``model.config.languages``); all 81 XMOD codes when
             omitted. Every returned code is a member of it.
         fallback: The adapter for texts whose language cannot be used (see below); any form that
-            :func:`~xm_integrations.languages.resolve_language` accepts (``"de"``, ``"German"``).
+            :func:`~xm_integrations.languages.resolution.resolve_language` accepts (``"de"``, ``"German"``).
             Defaults to English (``en_XX``, or whatever ``"en"`` resolves to in ``available``),
             or to ``available[0]`` when the checkpoint has no English adapter.
         min_confidence: Guesses with a lower probability count as unidentified. ``0`` keeps every

@@ -24,14 +24,17 @@ except ImportError as exc:  # the optional extra
 from tqdm import tqdm, trange
 from transformers import XmodPreTrainedModel
 
-from xm_integrations.checkpoint_validation import CheckpointFiles, check_cross_encoder_checkpoint
+from xm_integrations.models.checkpoints import CheckpointFiles, check_cross_encoder_checkpoint
 from xm_integrations.engine import FastInferenceConfig, UnsetBatchSize, resolve_fast_inference
 from xm_integrations.errors import PoolWorkerError
-from xm_integrations.fast_inference import fast_path_enabled, install_fast_adapters, score_pairs, tokenize
-from xm_integrations.flag_registration import install as install_flag_registration
-from xm_integrations.reranking import as_pair_batch, check_workers_alive, language_major_order, max_input_tokens, route_pairs
-from xm_integrations.routing import LanguageArg, RoutedPair
-from xm_integrations.xmod_language import XmodLanguageMixin, find_xmod_model, install_language_resolution
+from xm_integrations.engine.pipeline import score_pairs
+from xm_integrations.engine.precision import fast_path_enabled
+from xm_integrations.engine.tokenization import tokenize
+from xm_integrations.xmod.adapters import install_fast_adapters
+from xm_integrations.integrations.flagembedding.registration import install as install_flag_registration
+from xm_integrations.models.reranking import as_pair_batch, check_workers_alive, language_major_order, max_input_tokens, route_pairs
+from xm_integrations.languages.routing import LanguageArg, RoutedPair
+from xm_integrations.languages.mixin import XmodLanguageMixin, find_xmod_model, install_language_resolution
 
 __all__ = ["XMFlagReranker"]
 
@@ -64,7 +67,7 @@ class XMFlagReranker(XmodLanguageMixin, FlagReranker):
     is capped at the 512 positions an XMOD model can embed.
 
     Speed: every XMOD layer runs only the adapters present in a batch. Scoring also takes the
-    fast path of :mod:`xm_integrations.fast_inference` (``fast_inference=True``, the default, on
+    fast path of :mod:`xm_integrations.engine.pipeline` (``fast_inference=True``, the default, on
     every device): pairs tokenized once in a background thread, batches cut by a budget of padded
     tokens over pairs sorted by length (rows grouped by language), pinned asynchronous copies. Stock
     tokenizes pair by pair in Python and pads per batch of ``batch_size``, which bounds it well
@@ -294,7 +297,7 @@ class XMFlagReranker(XmodLanguageMixin, FlagReranker):
         one tokenizer call for all the pairs (in the tokenizer's Rust threads) gives the same ids
         as one call per pair, which bounded the stock path; each distinct text is cut once (a
         query is shared by all its passages) and decoded in one Rust call; the tokenizer calls go
-        through :func:`~xm_integrations.fast_inference.tokenize` (the Rust backend without
+        through :func:`~xm_integrations.engine.pipeline.tokenize` (the Rust backend without
         transformers' per-encoding Python work or the shared word-cache lock), except a cut with
         caller's tokenizer options, which stays transformers' call. One detail is kept on purpose: the
         per-pair call goes through ``tokenizer(query, passage)``, which ignores an empty

@@ -15,20 +15,16 @@ from sentence_transformers import CrossEncoder
 from sentence_transformers.base.model import BaseModel
 from transformers import XmodPreTrainedModel
 
-from xm_integrations.checkpoint_validation import CheckpointFiles, check_cross_encoder_checkpoint
-from xm_integrations.compiled_layers import CompilableXmodMixin
+from xm_integrations.models.checkpoints import CheckpointFiles, check_cross_encoder_checkpoint
+from xm_integrations.xmod.compiled_layers import CompilableXmodMixin
 from xm_integrations.engine import FastInferenceConfig, UnsetBatchSize, resolve_fast_inference
-from xm_integrations.fast_inference import (
-    default_autocast_dtype,
-    fast_path_enabled,
-    install_fast_adapters,
-    pool_chunk_size,
-    score_pairs,
-)
-from xm_integrations.log_filters import without_default_language_snippet_error
-from xm_integrations.reranking import as_pair_batch, check_workers_alive, max_input_tokens, route_pairs
-from xm_integrations.routing import LanguageArg, RoutedPair, RoutedText, language_major_length, routed_lang_ids
-from xm_integrations.xmod_language import XmodLanguageMixin, find_xmod_model, install_language_resolution
+from xm_integrations.engine.pipeline import pool_chunk_size, score_pairs
+from xm_integrations.engine.precision import default_autocast_dtype, fast_path_enabled
+from xm_integrations.xmod.adapters import install_fast_adapters
+from xm_integrations.compat.log_filters import without_default_language_snippet_error
+from xm_integrations.models.reranking import as_pair_batch, check_workers_alive, max_input_tokens, route_pairs
+from xm_integrations.languages.routing import LanguageArg, RoutedPair, RoutedText, language_major_length, routed_lang_ids
+from xm_integrations.languages.mixin import XmodLanguageMixin, find_xmod_model, install_language_resolution
 
 __all__ = ["MonoXM"]
 
@@ -77,7 +73,7 @@ class MonoXM(XmodLanguageMixin, CompilableXmodMixin, CrossEncoder):
 
     Speed: every XMOD layer runs only the adapters present in a batch (transformers runs all 81,
     masked, in every layer; the numbers are the same, and an out-of-range adapter id is an error).
-    :meth:`predict` also takes the fast path of :mod:`xm_integrations.fast_inference`
+    :meth:`predict` also takes the fast path of :mod:`xm_integrations.engine.pipeline`
     (``fast_inference=True``, the default, on every device): pairs tokenized once, batches cut by
     a budget of padded tokens (:class:`~xm_integrations.FastInferenceConfig` ``max_batch_tokens``;
     a ``batch_size`` given by the caller also caps the pairs per batch, as in stock) over pairs
@@ -184,7 +180,7 @@ class MonoXM(XmodLanguageMixin, CompilableXmodMixin, CrossEncoder):
         return scores[0] if singular else scores
 
     def _takes_fast_path(self, kwargs: dict[str, Any]) -> bool:
-        """Whether :meth:`predict` with these arguments runs :func:`~xm_integrations.fast_inference.score_pairs`.
+        """Whether :meth:`predict` with these arguments runs :func:`~xm_integrations.engine.pipeline.score_pairs`.
 
         Only for what the fast path reproduces: one process on one device, no prompt, no
         per-call processing or forward arguments, and a model that is one XMOD ``Transformer``.
@@ -327,7 +323,7 @@ class MonoXM(XmodLanguageMixin, CompilableXmodMixin, CrossEncoder):
         The pairs arrive here already routed (languages resolved and checked in this process),
         so workers only score them. sentence-transformers 6.2 also checks worker liveness; older
         versions wait on the results queue forever, so the queue is watched here for both.
-        Without ``chunk_size``, each worker gets two chunks (:func:`~xm_integrations.fast_inference.pool_chunk_size`).
+        Without ``chunk_size``, each worker gets two chunks (:func:`~xm_integrations.engine.pipeline.pool_chunk_size`).
         """
         if not inputs:
             return super()._multi_process(inputs, show_progress_bar=show_progress_bar, pool=pool, device=device,

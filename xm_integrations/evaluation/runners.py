@@ -540,11 +540,11 @@ def evaluate_model(
         raise InvalidArgumentError("Reranking needs --candidates: the documents to rerank per query (a TREC run, e.g. BM25's).")
     datasets = load_datasets(dataset_path, split=split)
     if task == "retrieval":
-        from xm_integrations.colbert_xm import ColBERTXM
+        from xm_integrations.models.colbert_xm.model import ColBERTXM
 
         model: Any = ColBERTXM(str(folder.path))
     else:
-        from xm_integrations.mono_xm import MonoXM
+        from xm_integrations.models.mono_xm import MonoXM
 
         model = MonoXM(str(folder.path))
     results: dict[str, EvaluationResult] = {}

@@ -33,14 +33,14 @@ def register(mapping_module: ModuleType) -> None:
     """Map every name of :data:`MODEL_NAMES` to ``XMFlagReranker`` in ``mapping_module.AUTO_RERANKER_MAPPING``.
 
     A failure is logged, never raised: it must not break the import of FlagEmbedding. When the
-    mapping is imported by :mod:`xm_integrations.flag_reranker` itself (it imports FlagEmbedding),
+    mapping is imported by :mod:`xm_integrations.integrations.flagembedding.reranker` itself (it imports FlagEmbedding),
     that module is not finished yet; it registers at its end instead.
     """
-    partial = sys.modules.get("xm_integrations.flag_reranker")
+    partial = sys.modules.get("xm_integrations.integrations.flagembedding.reranker")
     if partial is not None and not hasattr(partial, "XMFlagReranker"):
         return
     try:
-        from xm_integrations.flag_reranker import XMFlagReranker
+        from xm_integrations.integrations.flagembedding.reranker import XMFlagReranker
 
         for name in MODEL_NAMES:
             mapping_module.AUTO_RERANKER_MAPPING[name] = mapping_module.RerankerConfig(XMFlagReranker)
