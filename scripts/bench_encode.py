@@ -61,7 +61,7 @@ from xm_integrations.engine import pipeline as fi  # noqa: E402
 from xm_integrations.models.colbert_xm import head as colbert_head  # noqa: E402
 
 from xm_integrations.xmod import adapters  # noqa: E402
-from xm_integrations.languages.mixin import find_xmod_model  # noqa: E402
+from xm_integrations.xmod.language_api import find_xmod_model  # noqa: E402
 
 BENCH = "encode"
 ACCURACY_DOCS = 2000

@@ -75,7 +75,7 @@ from xm_integrations.engine import tokenization  # noqa: E402
 
 from xm_integrations.xmod import adapters  # noqa: E402
 from xm_integrations.xmod.compiled_layers import compile_xmod_layers  # noqa: E402
-from xm_integrations.languages.mixin import find_xmod_model  # noqa: E402
+from xm_integrations.xmod.language_api import find_xmod_model  # noqa: E402
 
 BENCH = "rerank"
 ScoreFn = Callable[[list, list], np.ndarray]

@@ -25,7 +25,7 @@ from xm_integrations import MissingLanguageError, MonoXM, UnknownLanguageError, 
 from xm_integrations.models.reranking import route_pairs
 from xm_integrations.languages.routing import RoutedPair
 from xm_integrations.testing.corpus import SAMPLE_PASSAGES, SAMPLE_QUERIES
-from xm_integrations.languages.mixin import install_language_resolution
+from xm_integrations.xmod.language_api import install_language_resolution
 
 MONO_XM_REPO = "antoinelouis/mono-xm"
 ATOL = 1e-5  # float32 on the CPU: tests that compare scores pin device="cpu" (CUDA defaults to fp16 autocast)
@@ -468,23 +468,12 @@ def test_saved_folder_loads_in_stock_libraries(tmp_path: Path, tiny_mono_xm: Pat
                                    atol=ATOL)
 
 
-#: Run in a fresh interpreter: the stock stop of sentence-transformers 6.0/6.1 (no cancel_join_thread),
-#: a pool whose workers are dead, a call large enough to fill the input pipe, then a normal exit.
+#: Run in a fresh interpreter: a pool whose workers are dead, a call large enough to fill the input
+#: pipe, then a normal exit (sentence-transformers >= 6.2 reports the dead workers and cancels the join).
 _EXIT_AFTER_DEAD_POOL = """
 import sys
-from sentence_transformers.base.model import BaseModel
 from xm_integrations import MonoXM
 
-def stop_as_in_6_0(pool):
-    for p in pool["processes"]:
-        p.terminate()
-    for p in pool["processes"]:
-        p.join()
-        p.close()
-    pool["input"].close()
-    pool["output"].close()
-
-BaseModel.stop_multi_process_pool = staticmethod(stop_as_in_6_0)
 model = MonoXM(sys.argv[1], language="fr")
 pool = model.start_multi_process_pool(["cpu"])
 for process in pool["processes"]:
@@ -504,7 +493,7 @@ print("stopped")
 
 @pytest.mark.slow
 def test_exit_never_waits_on_chunks_left_for_dead_workers(tiny_mono_xm: Path) -> None:
-    """Slow (about 20 s): after a failed pool call, the program still exits (stock 6.0 blocked forever)."""
+    """Slow (about 20 s): after a failed pool call, the program still exits (sentence-transformers 6.0 blocked forever)."""
     import subprocess
     import sys
 

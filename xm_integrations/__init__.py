@@ -9,26 +9,26 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from xm_integrations.engine import FastInferenceConfig
+from xm_integrations.errors import MissingLanguageError, XMIntegrationsError
+from xm_integrations.integrations.flagembedding.registration import install as _install_flag_registration
 from xm_integrations.languages.resolution import (
     XMOD_LANGUAGE_CODES,
     XMOD_LANGUAGES,
     UnknownLanguageError,
     resolve_language,
 )
-from xm_integrations.engine import FastInferenceConfig
-from xm_integrations.errors import MissingLanguageError, XMIntegrationsError
-from xm_integrations.integrations.flagembedding.registration import install as _install_flag_registration
 
 # FlagAutoReranker.from_finetuned("antoinelouis/mono-xm") gives an XMFlagReranker, once FlagEmbedding
 # is imported (now or later); this imports nothing from FlagEmbedding.
 _install_flag_registration()
 
 if TYPE_CHECKING:
-    from xm_integrations.models.colbert_xm.model import ColBERTXM
     from xm_integrations.integrations.flagembedding.late_interaction import XMColBERTReranker
-    from xm_integrations.xmod.compiled_layers import compile_xmod_layers
-    from xm_integrations.languages.detection import detect_language
     from xm_integrations.integrations.flagembedding.reranker import XMFlagReranker
+    from xm_integrations.languages.detection import detect_language
+    from xm_integrations.models.colbert_xm.model import ColBERTXM
+    from xm_integrations.models.mono_xm import MonoXM
     from xm_integrations.scoring.late_interaction import (
         PackedTokens,
         maxsim,
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
         pack_token_embeddings,
         pad_token_embeddings,
     )
-    from xm_integrations.models.mono_xm import MonoXM
+    from xm_integrations.xmod.compiled_layers import compile_xmod_layers
 
 __version__ = "0.1.0"
 

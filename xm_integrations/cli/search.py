@@ -189,9 +189,9 @@ def run(args: argparse.Namespace) -> int:
     queries = read_queries(args)
     passages = load_run_inputs(args, args.corpus, "the corpus")
 
-    from xm_integrations.models.colbert_xm.model import ColBERTXM
     from xm_integrations.engine import FastInferenceConfig
     from xm_integrations.errors import MissingLanguageError
+    from xm_integrations.models.colbert_xm.model import ColBERTXM
 
     config = FastInferenceConfig(max_batch_tokens=args.max_batch_tokens)
     model = ColBERTXM(args.model, device=args.device, fast_inference=config)

@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from xm_integrations.models.checkpoints import CheckpointFiles, check_transformer_tokenizer
 from xm_integrations.errors import ValidationError
 from xm_integrations.hub.model_folder import ModelFolder, ModelKind, read_model_folder
 from xm_integrations.languages.resolution import language_to_iso
+from xm_integrations.models.checkpoints import CheckpointFiles, check_transformer_tokenizer
 
 __all__ = [
     "DEFAULT_TOLERANCE",

@@ -3,35 +3,34 @@
 from __future__ import annotations
 
 import logging
-import queue
-import time
-import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from sentence_transformers import CrossEncoder
-from sentence_transformers.base.model import BaseModel
-from transformers import XmodPreTrainedModel
 
-from xm_integrations.models.checkpoints import CheckpointFiles, check_cross_encoder_checkpoint
-from xm_integrations.xmod.compiled_layers import CompilableXmodMixin
+from xm_integrations.compat.log_filters import without_default_language_snippet_error
+from xm_integrations.compat.sentence_transformers import CrossEncoderHooks
 from xm_integrations.engine import FastInferenceConfig, UnsetBatchSize, resolve_fast_inference
 from xm_integrations.engine.pipeline import pool_chunk_size, score_pairs
-from xm_integrations.engine.precision import default_autocast_dtype, fast_path_enabled
-from xm_integrations.xmod.adapters import install_fast_adapters
-from xm_integrations.compat.log_filters import without_default_language_snippet_error
-from xm_integrations.models.reranking import as_pair_batch, check_workers_alive, max_input_tokens, route_pairs
-from xm_integrations.languages.routing import LanguageArg, RoutedPair, RoutedText, language_major_length, routed_lang_ids
-from xm_integrations.languages.mixin import XmodLanguageMixin, find_xmod_model, install_language_resolution
+from xm_integrations.engine.precision import default_autocast_dtype
+from xm_integrations.languages.routing import (
+    LanguageArg,
+    RoutedPair,
+    RoutedText,
+    language_major_length,
+    routed_lang_ids,
+)
+from xm_integrations.models.checkpoints import CheckpointFiles, check_cross_encoder_checkpoint
+from xm_integrations.models.core import XmodWrapper, drop_unused_none
+from xm_integrations.models.reranking import as_pair_batch, route_pairs
+from xm_integrations.xmod.compiled_layers import CompilableXmodMixin
 
 __all__ = ["MonoXM"]
 
 logger = logging.getLogger(__name__)
 
-#: How often a caller waiting on pool results checks that the workers are alive.
-_POLL_SECONDS = 0.5
 
 #: The ``predict`` arguments that the fast path honours; any other keeps the stock path.
 _FAST_PATH_ARGUMENTS = frozenset({
@@ -42,12 +41,9 @@ _FAST_PATH_ARGUMENTS = frozenset({
 #: ``predict`` arguments that mean nothing when ``None`` (the fast path takes them as absent).
 _UNUSED_WHEN_NONE = frozenset({"pool", "chunk_size", "prompt", "prompt_name"})
 
-#: sentence-transformers before 6.2 (the GPU machines run 6.0.1) ends a pool worker on its first
-#: error, so the remaining chunks are never answered and the caller waits forever.
-_LEGACY_POOL = not hasattr(BaseModel, "_report_worker_failure")
 
 
-class MonoXM(XmodLanguageMixin, CompilableXmodMixin, CrossEncoder):
+class MonoXM(XmodWrapper, CompilableXmodMixin, CrossEncoderHooks, CrossEncoder):
     """A ``CrossEncoder`` for XMOD rerankers such as ``antoinelouis/mono-xm``.
 
     XMOD runs every input through the adapter of its language, and the published checkpoint has
@@ -129,21 +125,8 @@ class MonoXM(XmodLanguageMixin, CompilableXmodMixin, CrossEncoder):
         if model_name_or_path is not None:
             check_cross_encoder_checkpoint(CheckpointFiles.from_model_kwargs(model_name_or_path, kwargs), "MonoXM")
         super().__init__(model_name_or_path, **kwargs)
-        self.fast_inference = fast_inference
-        xmod = self._xmod_model()
-        install_language_resolution(xmod)
-        install_fast_adapters(xmod)
-        limit = max_input_tokens(xmod.config)
-        if limit is not None and (self.max_seq_length is None or self.max_seq_length > limit):
-            if kwargs.get("max_length") is not None:
-                logger.warning("max_length=%s exceeds the %s tokens XMOD can embed; using %s.",
-                               kwargs["max_length"], limit, limit)
-            self.max_seq_length = limit
-        if language is not None:
-            self.set_default_language(language)
-
-    def _xmod_model(self) -> XmodPreTrainedModel:
-        return find_xmod_model(self)
+        self._attach_xmod(language=language, fast_inference=fast_inference)
+        self.max_seq_length = self._capped_length(self.max_seq_length, kwargs.get("max_length"))
 
     def predict(self, inputs: Any, *args: Any, language: LanguageArg = None, **kwargs: Any) -> Any:
         """Score (query, passage) pairs as ``CrossEncoder.predict`` does, with ``language=`` per call or per pair.
@@ -172,7 +155,7 @@ class MonoXM(XmodLanguageMixin, CompilableXmodMixin, CrossEncoder):
         if not args:  # stock's default, marked as not given: the fast path then cuts by tokens alone
             kwargs.setdefault("batch_size", UnsetBatchSize(32))
         # Stock rank() passes pool=None, prompt=None, ... explicitly: None there means "not used".
-        fast_kwargs = {key: value for key, value in kwargs.items() if value is not None or key not in _UNUSED_WHEN_NONE}
+        fast_kwargs = drop_unused_none(kwargs, _UNUSED_WHEN_NONE)
         if args or not self._takes_fast_path(fast_kwargs):
             scores = super().predict(routed, *args, **kwargs)
         else:
@@ -187,9 +170,7 @@ class MonoXM(XmodLanguageMixin, CompilableXmodMixin, CrossEncoder):
         Pools take it inside each worker, on its device: up to sentence-transformers 6.1 the worker
         calls :meth:`predict`, from 6.2 :meth:`_inference`, which asks this same question.
         """
-        if set(kwargs) - _FAST_PATH_ARGUMENTS or len(self) != 1:
-            return False
-        return fast_path_enabled(self.fast_inference, kwargs.get("device"))
+        return len(self) == 1 and self._fast_path_allowed(kwargs, _FAST_PATH_ARGUMENTS, kwargs.get("device"))
 
     @torch.inference_mode()
     def _predict_fast(
@@ -209,8 +190,7 @@ class MonoXM(XmodLanguageMixin, CompilableXmodMixin, CrossEncoder):
         A ``batch_size`` the caller gave caps the pairs per forward pass, as in stock; otherwise the
         token budget of :attr:`fast_inference` alone cuts the batches.
         """
-        config = resolve_fast_inference(self.fast_inference) or FastInferenceConfig()
-        engine = config.engine_kwargs(batch_size)
+        engine = self._fast_config().engine_kwargs(batch_size)
         if show_progress_bar is None:
             show_progress_bar = logger.getEffectiveLevel() <= logging.INFO
         if device is not None:
@@ -236,23 +216,22 @@ class MonoXM(XmodLanguageMixin, CompilableXmodMixin, CrossEncoder):
             return scores.cpu().numpy() if len(scores) else np.array([])
         return list(scores)
 
-    def _inference(self, inputs: list[Any], *, prompt: str | None, batch_size: int, show_progress_bar: bool,
-                   activation_fn: Any, apply_softmax: bool | None, device: str | torch.device | None = None,
-                   **kwargs: Any) -> torch.Tensor:
-        """sentence-transformers >= 6.2's scoring step, through the fast path where :meth:`predict` would take it.
+    def inference_hook(self, inputs: list[Any], *, prompt: str | None, batch_size: int, show_progress_bar: bool,
+                       activation_fn: Any, apply_softmax: bool | None, device: str | torch.device | None = None,
+                       forward_kwargs: dict[str, Any]) -> torch.Tensor | None:
+        """A pool worker's scoring step (sentence-transformers' ``_inference``) through the fast path, or ``None`` for stock.
 
-        From 6.2 a pool worker calls ``_inference`` directly instead of :meth:`predict`, so
-        without this override every worker ran the stock batching. Routed pairs with no prompt
-        and no forward arguments take :meth:`_predict_fast`; anything else runs stock.
+        Pool workers call that step directly instead of :meth:`predict`, so without this every
+        worker ran the stock batching. Routed pairs with no prompt and no forward arguments take
+        :meth:`_predict_fast`.
         """
-        if (prompt is None and not kwargs and self._takes_fast_path({"device": device})
+        if (prompt is None and not forward_kwargs and self._takes_fast_path({"device": device})
                 and all(isinstance(pair, RoutedPair) for pair in inputs)):
             # predict() has resolved the activation already: None here means none, not the model's.
             return self._predict_fast(inputs, batch_size=batch_size, show_progress_bar=show_progress_bar,
                                       activation_fn=activation_fn or torch.nn.Identity(), apply_softmax=apply_softmax,
                                       convert_to_tensor=True, device=device)
-        return super()._inference(inputs, prompt=prompt, batch_size=batch_size, show_progress_bar=show_progress_bar,
-                                  activation_fn=activation_fn, apply_softmax=apply_softmax, device=device, **kwargs)
+        return None
 
     def rank(
         self, query: str, documents: Sequence[str], *args: Any, language: LanguageArg = None, **kwargs: Any
@@ -309,80 +288,31 @@ class MonoXM(XmodLanguageMixin, CompilableXmodMixin, CrossEncoder):
             features["lang_ids"] = lang_ids
         return features
 
-    def _multi_process(
-        self,
-        inputs: Sequence[Any],
-        show_progress_bar: bool | None = True,
-        pool: dict[str, Any] | None = None,
-        device: Any = None,
-        chunk_size: int | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        """Stock multi-process scoring, waiting on results in a way that notices dead workers.
+    def multi_process_hook(self, stock: Callable[..., Any], inputs: Sequence[Any], *, pool: dict[str, Any] | None = None,
+                           device: Any = None, chunk_size: int | None = None, **kwargs: Any) -> Any:
+        """Stock multi-process scoring with two large chunks per worker.
 
-        The pairs arrive here already routed (languages resolved and checked in this process),
-        so workers only score them. sentence-transformers 6.2 also checks worker liveness; older
-        versions wait on the results queue forever, so the queue is watched here for both.
-        Without ``chunk_size``, each worker gets two chunks (:func:`~xm_integrations.engine.pipeline.pool_chunk_size`).
+        The pairs arrive here already routed (languages resolved and checked in this process), so
+        workers only score them. Without ``chunk_size``, each worker gets two chunks
+        (:func:`~xm_integrations.engine.pipeline.pool_chunk_size`): stock's ten small chunks per
+        worker made two H200s slower than one. Dead or failing workers are stock's to report
+        (sentence-transformers >= 6.2).
         """
         if not inputs:
-            return super()._multi_process(inputs, show_progress_bar=show_progress_bar, pool=pool, device=device,
-                                          chunk_size=chunk_size, **kwargs)
+            return stock(inputs, pool=pool, device=device, chunk_size=chunk_size, **kwargs)
         created = pool is None and isinstance(device, list) and len(device) > 0
         if created:
             pool = self.start_multi_process_pool(device)
         if chunk_size is None and pool is not None:
             chunk_size = pool_chunk_size(len(inputs), len(pool["processes"]))
         try:
-            watched = {**pool, "output": _WatchedQueue(pool["output"], pool["processes"], type(self).__name__)}
-            return super()._multi_process(inputs, show_progress_bar=show_progress_bar, pool=watched, device=device,
-                                          chunk_size=chunk_size, **kwargs)
+            return stock(inputs, pool=pool, device=device, chunk_size=chunk_size, **kwargs)
         finally:
             if created:
                 self.stop_multi_process_pool(pool)
 
-    @staticmethod
-    def stop_multi_process_pool(pool: dict[str, Any]) -> None:
-        """Stock ``stop_multi_process_pool``, and interpreter exit never waits on chunks no worker will read.
-
-        When a call fails early (a worker died or raised), its remaining chunks stay in the input
-        queue's feeder thread, and Python joins that thread at exit: with the workers gone it waits
-        forever. sentence-transformers 6.2 cancels that join; 6.0 and 6.1 do not, so it is done here.
-        """
-        pool["input"].cancel_join_thread()
-        CrossEncoder.stop_multi_process_pool(pool)
-
-    if _LEGACY_POOL:
-
-        @staticmethod
-        def _multi_process_worker(target_device: str, model: MonoXM, input_queue: Any, results_queue: Any) -> None:
-            """sentence-transformers < 6.2's worker, except that it reports an error and keeps serving.
-
-            The stock one exits after reporting, so once every worker has met an error no one
-            answers the remaining chunks.
-            """
-            while True:
-                chunk_id, pairs, kwargs = input_queue.get()
-                try:
-                    scores = model.predict(pairs, device=target_device, **kwargs)
-                    if isinstance(scores, torch.Tensor):
-                        scores = scores.cpu()
-                    elif isinstance(scores, list):
-                        scores = [score.cpu() if isinstance(score, torch.Tensor) else score for score in scores]
-                except Exception as exc:  # noqa: BLE001 - every error must reach the caller
-                    logger.error("Error in worker process on %s: %s", target_device, exc)
-                    results_queue.put([chunk_id, None, "".join(traceback.format_exception(exc))])
-                else:
-                    results_queue.put([chunk_id, scores])
-
-    @staticmethod
-    def _input_length(sample: Any) -> int:
-        """Sort key of ``CrossEncoder``'s batching: adapter first, then length (see ``language_major_length``).
-
-        The length is the stock key, looked up on ``CrossEncoder`` so that it is found wherever a
-        sentence-transformers version defines it.
-        """
-        return language_major_length(sample, CrossEncoder._input_length(sample))
+    #: Stock batching sorts inputs by adapter first, then length (see ``language_major_length``).
+    sort_key = staticmethod(language_major_length)
 
 
 def _carried_language(pair: Any) -> Any:
@@ -395,26 +325,3 @@ def _carried_language(pair: Any) -> Any:
     ):
         return RoutedPair((pair[0], str(pair[1])), pair[1].lang_id)
     return pair
-
-
-class _WatchedQueue:
-    """A pool's results queue whose ``get`` raises once a worker has died instead of blocking forever."""
-
-    def __init__(self, results: Any, processes: Sequence[Any], owner: str) -> None:
-        self._results = results
-        self._processes = processes
-        self._owner = owner
-
-    def get(self, block: bool = True, timeout: float | None = None) -> Any:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            wait = _POLL_SECONDS if deadline is None else max(0.0, min(_POLL_SECONDS, deadline - time.monotonic()))
-            try:
-                return self._results.get(block, wait)
-            except queue.Empty:
-                check_workers_alive(self._processes, self._owner)
-                if not block or (deadline is not None and time.monotonic() >= deadline):
-                    raise
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._results, name)

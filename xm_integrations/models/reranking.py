@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from xm_integrations.models.checkpoints import max_input_tokens
 from xm_integrations.errors import PoolWorkerError
-from xm_integrations.languages.routing import LanguageArg, RoutedPair, check_lang_ids, route_inputs
 from xm_integrations.languages.mixin import XmodLanguageMixin
+from xm_integrations.languages.routing import LanguageArg, RoutedPair, check_lang_ids, route_inputs
+from xm_integrations.models.checkpoints import max_input_tokens
 
 __all__ = [
     "as_pair_batch",

@@ -19,11 +19,11 @@ from typing import Any
 
 import torch
 
-from xm_integrations.models.colbert_xm.model import ColBERTXM
 from xm_integrations.engine import UnsetBatchSize
-from xm_integrations.scoring.late_interaction import maxsim_pairwise
-from xm_integrations.models.reranking import as_pair_batch, check_pairs, pair_languages
 from xm_integrations.languages.routing import LanguageArg
+from xm_integrations.models.colbert_xm.model import ColBERTXM
+from xm_integrations.models.reranking import as_pair_batch, check_pairs, pair_languages
+from xm_integrations.scoring.late_interaction import maxsim_pairwise
 
 __all__ = ["XMColBERTReranker"]
 

@@ -8,13 +8,12 @@ from __future__ import annotations
 import logging
 import math
 import queue
-import traceback
 import uuid
-from multiprocessing import Queue
 from typing import Any
 
 import numpy as np
 import torch
+
 try:
     from FlagEmbedding.inference.reranker.encoder_only.base import BaseReranker as FlagReranker
 except ImportError as exc:  # the optional extra
@@ -22,19 +21,17 @@ except ImportError as exc:  # the optional extra
         "XMFlagReranker needs FlagEmbedding >= 1.4: pip install 'xm-integrations[flag]'."
     ) from exc
 from tqdm import tqdm, trange
-from transformers import XmodPreTrainedModel
 
-from xm_integrations.models.checkpoints import CheckpointFiles, check_cross_encoder_checkpoint
 from xm_integrations.engine import FastInferenceConfig, UnsetBatchSize, resolve_fast_inference
-from xm_integrations.errors import PoolWorkerError
 from xm_integrations.engine.pipeline import score_pairs
-from xm_integrations.engine.precision import fast_path_enabled
 from xm_integrations.engine.tokenization import tokenize
-from xm_integrations.xmod.adapters import install_fast_adapters
+from xm_integrations.errors import PoolWorkerError
+from xm_integrations.integrations.flagembedding.pool import serve_device
 from xm_integrations.integrations.flagembedding.registration import install as install_flag_registration
-from xm_integrations.models.reranking import as_pair_batch, check_workers_alive, language_major_order, max_input_tokens, route_pairs
 from xm_integrations.languages.routing import LanguageArg, RoutedPair
-from xm_integrations.languages.mixin import XmodLanguageMixin, find_xmod_model, install_language_resolution
+from xm_integrations.models.checkpoints import CheckpointFiles, check_cross_encoder_checkpoint
+from xm_integrations.models.core import XmodWrapper
+from xm_integrations.models.reranking import as_pair_batch, check_workers_alive, language_major_order, route_pairs
 
 __all__ = ["XMFlagReranker"]
 
@@ -44,7 +41,7 @@ logger = logging.getLogger(__name__)
 _POLL_SECONDS = 0.5
 
 
-class XMFlagReranker(XmodLanguageMixin, FlagReranker):
+class XMFlagReranker(XmodWrapper, FlagReranker):
     """FlagEmbedding's ``FlagReranker`` for XMOD rerankers such as ``antoinelouis/mono-xm``.
 
     A stock ``FlagReranker`` cannot choose an XMOD adapter: extra constructor arguments are
@@ -113,7 +110,7 @@ class XMFlagReranker(XmodLanguageMixin, FlagReranker):
         """
         self.pool = None  # stock __del__ reads it, even when loading fails
         resolve_fast_inference(fast_inference)  # a wrong type fails before the load
-        self.fast_inference = fast_inference  # an attribute, so pool workers get it with their pickled copy
+        self.fast_inference = fast_inference  # set early: stock __init__ may start nothing, but pools pickle it
         if "default_language" in kwargs:
             raise TypeError(
                 "XMFlagReranker takes language=..., not default_language= (which stock FlagReranker would "
@@ -124,19 +121,11 @@ class XMFlagReranker(XmodLanguageMixin, FlagReranker):
         if len(args) < 8:  # batch_size is stock's 9th positional argument
             kwargs.setdefault("batch_size", UnsetBatchSize(128))  # stock's default, marked as not given
         super().__init__(model_name_or_path, *args, **kwargs)
-        xmod = self._xmod_model()
-        install_language_resolution(xmod)
-        # Every layer runs only the adapters present in a batch, not all 81 masked (same numbers).
-        install_fast_adapters(xmod)
-        limit = max_input_tokens(xmod.config)
-        if limit is not None and self.max_length > limit:
-            logger.warning("max_length=%s exceeds the %s tokens XMOD can embed; using %s.", self.max_length, limit, limit)
-            self.max_length = limit
-        if language is not None:
-            self.set_default_language(language)
+        self._attach_xmod(language=language, fast_inference=fast_inference)
+        self.max_length = self._capped_length(self.max_length, self.max_length)
 
-    def _xmod_model(self) -> XmodPreTrainedModel:
-        return find_xmod_model(self.model)
+    def _xmod_container(self) -> torch.nn.Module:
+        return self.model
 
     def compute_score(
         self,
@@ -232,12 +221,12 @@ class XMFlagReranker(XmodLanguageMixin, FlagReranker):
         self.model.eval()
 
         lang_ids = [pair.lang_id for pair in pairs]
-        if not kwargs and fast_path_enabled(self.fast_inference, device):
+        if self._fast_path_allowed(kwargs, frozenset(), device):
 
             def tokenize_fn(queries: list[str], passages: list[str]) -> list[list[int]]:
                 return self._encode_pairs(queries, passages, query_max_length, max_length)
 
-            config = resolve_fast_inference(self.fast_inference) or FastInferenceConfig()
+            config = self._fast_config()
             logits = score_pairs(self.model, self.tokenizer, pairs, np.asarray(lang_ids, dtype=np.int64),
                                  tokenize_fn=tokenize_fn, autocast_dtype=None,
                                  show_progress_bar=len(pairs) >= batch_size, **config.engine_kwargs(batch_size))
@@ -351,7 +340,7 @@ class XMFlagReranker(XmodLanguageMixin, FlagReranker):
         input_queue, output_queue = ctx.Queue(), ctx.Queue()
         processes = []
         for device in tqdm(self.target_devices, desc="initial target device"):
-            process = ctx.Process(target=_pool_worker, args=(device, self, input_queue, output_queue), daemon=True)
+            process = ctx.Process(target=serve_device, args=(device, self, input_queue, output_queue), daemon=True)
             process.start()
             processes.append(process)
         return {"input": input_queue, "output": output_queue, "processes": processes}
@@ -404,23 +393,6 @@ class XMFlagReranker(XmodLanguageMixin, FlagReranker):
                 self.stop_self_pool()
                 raise PoolWorkerError(f"{exc} (The pool was stopped; the next call starts a new one.)") from None
             raise
-
-
-def _pool_worker(device: str, reranker: XMFlagReranker, input_queue: Queue, output_queue: Queue) -> None:
-    """Score chunks until terminated; report every failure as a result, then keep serving.
-
-    The stock worker ends its loop on any exception without a word, and the caller then waits
-    forever for the missing chunk.
-    """
-    while True:
-        call, chunk_id, pairs, kwargs = input_queue.get()
-        try:
-            scores = reranker.compute_score_single_gpu(pairs, device=device, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - every error must reach the caller
-            logger.exception("Error in %s pool worker on %s", type(reranker).__name__, device)
-            output_queue.put([call, chunk_id, None, "".join(traceback.format_exception(exc))])
-        else:
-            output_queue.put([call, chunk_id, scores, None])
 
 
 # Importing FlagEmbedding above ran its mapping module while this one was unfinished, so the

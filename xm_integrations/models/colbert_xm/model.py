@@ -32,25 +32,21 @@ from typing import Any
 import numpy as np
 import torch
 from sentence_transformers import MultiVectorEncoder
-from sentence_transformers.base.model import BaseModel
 from sentence_transformers.base.modules import Dense, Normalize, Transformer
 from sentence_transformers.multi_vector_encoder.modules import MultiVectorMask
 from torch import Tensor
-from transformers import XmodPreTrainedModel
 
-from xm_integrations.models.checkpoints import (
-    COLBERT_AI_DEFAULTS,
-    CheckpointFiles,
-    inspect_colbert_checkpoint,
+from xm_integrations.compat.log_filters import (
+    DropAll,
+    ExpectedColBERTLoadReport,
+    log_filter,
+    without_default_language_snippet_error,
 )
-from xm_integrations.xmod.compiled_layers import CompilableXmodMixin
+from xm_integrations.compat.sentence_transformers import LanguageMajorSorting, placement_is_delegated, skiplist_ids
 from xm_integrations.engine import FastInferenceConfig, UnsetBatchSize, resolve_fast_inference
-from xm_integrations.errors import CheckpointError
 from xm_integrations.engine.pipeline import encode_texts
-from xm_integrations.engine.precision import default_autocast_dtype, fast_path_enabled
-from xm_integrations.models.colbert_xm.head import ColBERTDocumentHead, colbert_document_ids
-from xm_integrations.xmod.adapters import install_fast_adapters
-from xm_integrations.compat.log_filters import DropAll, ExpectedColBERTLoadReport, log_filter, without_default_language_snippet_error
+from xm_integrations.engine.precision import default_autocast_dtype
+from xm_integrations.errors import CheckpointError
 from xm_integrations.languages.routing import (
     LanguageArg,
     MissingLanguageError,
@@ -59,8 +55,11 @@ from xm_integrations.languages.routing import (
     route_inputs,
     routed_lang_ids,
 )
+from xm_integrations.models.checkpoints import COLBERT_AI_DEFAULTS, CheckpointFiles, inspect_colbert_checkpoint
+from xm_integrations.models.colbert_xm.head import ColBERTDocumentHead, colbert_document_ids
+from xm_integrations.models.core import XmodWrapper, drop_unused_none
 from xm_integrations.scoring.stock_arguments import stock_similarity
-from xm_integrations.languages.mixin import XmodLanguageMixin, find_xmod_model, install_language_resolution
+from xm_integrations.xmod.compiled_layers import CompilableXmodMixin
 
 __all__ = [
     "COLBERT_AI_DEFAULTS",
@@ -201,7 +200,7 @@ def tokenize_documents(tokenizer: Any, texts: Sequence[str], encoding: ColBERTEn
 _UNSET: Any = object()
 
 
-class ColBERTXM(XmodLanguageMixin, CompilableXmodMixin, MultiVectorEncoder):
+class ColBERTXM(XmodWrapper, CompilableXmodMixin, LanguageMajorSorting, MultiVectorEncoder):
     """A ``MultiVectorEncoder`` for ColBERT-XM (``antoinelouis/colbert-xm``) that encodes as colbert-ai 0.2.22.
 
     Loads colbert-ai ``HF_ColBERT`` checkpoints as they are on the Hub (``config.json``,
@@ -282,17 +281,9 @@ class ColBERTXM(XmodLanguageMixin, CompilableXmodMixin, MultiVectorEncoder):
         if source is not None and source.metadata is not None:
             self._configure_from_colbert_metadata({**COLBERT_AI_DEFAULTS, **_non_null(source.metadata)})
         self.colbert_encoding = self._read_encoding()
-        self.fast_inference = fast_inference
-        xmod = self._xmod_model()
-        install_language_resolution(xmod)
-        install_fast_adapters(xmod)
-        if language is not None:
-            self.set_default_language(language)
+        self._attach_xmod(language=language, fast_inference=fast_inference)
 
     # -- configuration -----------------------------------------------------------------------------
-
-    def _xmod_model(self) -> XmodPreTrainedModel:
-        return find_xmod_model(self)
 
     def _transformer(self) -> Transformer:
         first = self[0]
@@ -390,7 +381,7 @@ class ColBERTXM(XmodLanguageMixin, CompilableXmodMixin, MultiVectorEncoder):
         if not (language is None and items and all(isinstance(item, RoutedText) for item in items)):
             items = self._route_texts(items, language)
         # Stock encode_document() passes pool=None, chunk_size=None, ... explicitly: None there means "not used".
-        fast_kwargs = {key: value for key, value in kwargs.items() if value is not None or key not in _UNUSED_WHEN_NONE}
+        fast_kwargs = drop_unused_none(kwargs, _UNUSED_WHEN_NONE)
         if not args and self._takes_fast_path(fast_kwargs):
             result = self._encode_documents_fast(items, **fast_kwargs)
         else:
@@ -407,8 +398,6 @@ class ColBERTXM(XmodLanguageMixin, CompilableXmodMixin, MultiVectorEncoder):
         pooling; ``truncate_dim`` (the call's, else the model's) is reproduced. Pools take it inside
         each worker (the worker calls :meth:`encode` on its device).
         """
-        if set(kwargs) - _FAST_PATH_ARGUMENTS:
-            return False
         if kwargs.get("task") != "document" or kwargs.get("convert_to_numpy") not in (None, False, True):
             return False
         if kwargs.get("output_value", "token_embeddings") != "token_embeddings" or kwargs.get("normalize_embeddings"):
@@ -418,9 +407,9 @@ class ColBERTXM(XmodLanguageMixin, CompilableXmodMixin, MultiVectorEncoder):
         # The model's default pooler (sentence-transformers >= 6.3), which stock encode applies.
         if getattr(self, "token_pooling", None) is not None:
             return False
-        if getattr(self, "_placement_is_delegated", False) or self._fast_document_head_parts() is None:
+        if placement_is_delegated(self) or self._fast_document_head_parts() is None:
             return False
-        return fast_path_enabled(self.fast_inference, kwargs.get("device"))
+        return self._fast_path_allowed(kwargs, _FAST_PATH_ARGUMENTS, kwargs.get("device"))
 
     def _fast_prompt_is_marker(self, prompt: str | None, prompt_name: str | None) -> bool:
         """Whether the prompt that stock ``encode`` would resolve leaves the text unchanged in :meth:`preprocess`."""
@@ -453,9 +442,9 @@ class ColBERTXM(XmodLanguageMixin, CompilableXmodMixin, MultiVectorEncoder):
                 or getattr(normalize, "module_input_name", "token_embeddings") != "token_embeddings"
                 or getattr(normalize, "module_output_name", "token_embeddings") != "token_embeddings"):
             return None
-        if getattr(mask, "keep_only_token_ids", None) or not hasattr(mask, "_skiplist_ids"):
+        if getattr(mask, "keep_only_token_ids", None) or skiplist_ids(mask) is None:
             return None
-        skiplist = mask._skiplist_ids if "document" in mask.skiplist_tasks else None
+        skiplist = skiplist_ids(mask) if "document" in mask.skiplist_tasks else None
         return dense.linear.weight, skiplist
 
     @torch.inference_mode()
@@ -481,7 +470,7 @@ class ColBERTXM(XmodLanguageMixin, CompilableXmodMixin, MultiVectorEncoder):
         first ``truncate_dim`` rows of the projection, normalised once, are the same vectors (a
         vector's direction does not depend on its scale) for a smaller matrix product.
         """
-        config = resolve_fast_inference(self.fast_inference) or FastInferenceConfig()
+        config = self._fast_config()
         engine = config.engine_kwargs(batch_size)
         if show_progress_bar is None:
             show_progress_bar = logging.getLogger(MultiVectorEncoder.__module__).getEffectiveLevel() <= logging.INFO
@@ -569,10 +558,8 @@ class ColBERTXM(XmodLanguageMixin, CompilableXmodMixin, MultiVectorEncoder):
         encoding = self.colbert_encoding
         return set(self.tokenizer.convert_ids_to_tokens([encoding.query_marker_id, encoding.doc_marker_id]))
 
-    @staticmethod
-    def _input_length(sample: Any) -> int:
-        """Sort key: language first, then length, so batches hold long runs of one adapter."""
-        return language_major_length(sample, BaseModel._input_length(sample))
+    #: Stock batching sorts inputs by adapter first, then length (see ``language_major_length``).
+    sort_key = staticmethod(language_major_length)
 
     # -- scoring -----------------------------------------------------------------------------------
 
