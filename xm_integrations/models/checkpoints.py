@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, Literal
+from typing import Any
 
 from safetensors import SafetensorError, safe_open
 from sentence_transformers.util import load_file_path
@@ -26,29 +24,17 @@ from sentence_transformers.util import load_file_path
 from xm_integrations.errors import CheckpointError, MissingCheckpointFileError
 
 __all__ = [
-    "COLBERT_AI_DEFAULTS",
     "TOKENIZER_FILES",
     "CheckpointFiles",
-    "CheckpointSource",
     "check_cross_encoder_checkpoint",
     "check_tokenizer_files",
     "check_transformer_tokenizer",
-    "inspect_colbert_checkpoint",
+    "module_path",
+    "sentence_transformers_modules",
     "max_input_tokens",
     "read_json",
     "weight_shapes",
 ]
-
-#: colbert-ai 0.2.22's defaults (``colbert/infra/config/settings.py``), used for fields that a
-#: checkpoint's ``artifact.metadata`` leaves out or sets to null.
-COLBERT_AI_DEFAULTS: dict[str, Any] = {
-    "query_maxlen": 32,
-    "doc_maxlen": 220,
-    "attend_to_mask_tokens": False,
-    "mask_punctuation": True,
-    "query_token_id": "[unused0]",
-    "doc_token_id": "[unused1]",
-}
 
 #: Files that hold an XLM-R tokenizer's vocabulary: the fast ``tokenizer.json`` or the sentencepiece
 #: model. Either is enough; without both, transformers builds a tokenizer that maps every text to ``<unk>``.
@@ -68,14 +54,6 @@ def max_input_tokens(config: Any) -> int | None:
         return None
     pad = getattr(config, "pad_token_id", None)
     return positions - (pad + 1 if pad is not None else 0)
-
-
-@dataclass(frozen=True)
-class CheckpointSource:
-    """What kind of folder was loaded: colbert-ai's ``HF_ColBERT`` layout, or a sentence-transformers save."""
-
-    kind: Literal["colbert-ai", "sentence-transformers"]
-    metadata: dict[str, Any] | None = None
 
 
 class CheckpointFiles:
@@ -163,101 +141,6 @@ def weight_shapes(files: CheckpointFiles, subfolder: str = "") -> dict[str, tupl
     )
 
 
-def _check_metadata(metadata: dict[str, Any], path: str) -> None:
-    """Refuse ``artifact.metadata`` fields that colbert-ai could not have written."""
-    for key in ("query_maxlen", "doc_maxlen"):
-        value = metadata.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 3):
-            raise CheckpointError(path, f"{key} must be an integer >= 3 (room for <s>, the marker and </s>), got {value!r}")
-    value = metadata.get("dim")
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise CheckpointError(path, f"dim must be a positive integer, got {value!r}")
-    for key in ("attend_to_mask_tokens", "mask_punctuation"):
-        value = metadata.get(key)
-        if value is not None and not isinstance(value, bool):
-            raise CheckpointError(path, f"{key} must be true or false, got {value!r}")
-    for key in ("query_token_id", "doc_token_id"):
-        value = metadata.get(key)
-        if value is not None and not isinstance(value, str):
-            raise CheckpointError(path, f"{key} must be a token string such as '[unused0]', got {value!r}")
-
-
-def inspect_colbert_checkpoint(files: CheckpointFiles) -> CheckpointSource:
-    """Validate the files a load will read, so that a broken checkpoint fails with the file's name.
-
-    A folder with ``modules.json`` is a sentence-transformers save (ours, or any stock one); a
-    ``config.json`` whose architectures name ``HF_ColBERT`` is colbert-ai's layout, which must have
-    ``artifact.metadata`` and ``model.safetensors`` holding ``roberta.*`` and ``linear.weight``.
-    """
-    modules = _modules(files)
-    if modules is not None:
-        for entry in modules:
-            if entry["type"].rsplit(".", 1)[-1] in ("Transformer", "Dense"):
-                weight_shapes(files, str(entry.get("path") or ""))
-        dense = _module_path(modules, "Dense")
-        if dense is None:
-            raise CheckpointError(
-                files.describe("modules.json"),
-                "no Dense module (the projection to token vectors): not a multi-vector (ColBERT-XM) model. A "
-                "cross-encoder such as Mono-XM loads with MonoXM or XMFlagReranker.",
-            )
-        if "linear.weight" not in weight_shapes(files, dense):
-            raise CheckpointError(
-                files.find("model.safetensors", dense) or files.describe("model.safetensors", dense),
-                "no 'linear.weight' tensor: the projection to token vectors is missing. " + RESTORE,
-            )
-        check_tokenizer_files(files, _module_path(modules, "Transformer") or "")
-        return CheckpointSource("sentence-transformers")
-
-    config_path = files.find("config.json")
-    if config_path is None:
-        raise MissingCheckpointFileError(
-            files.describe("config.json"), f"{files.name!r} is neither a colbert-ai checkpoint "
-            "(config.json, model.safetensors, artifact.metadata) nor a sentence-transformers folder (modules.json), "
-            "or it is not in the local Hugging Face cache."
-        )
-    config = read_json(config_path, dict, "a transformers config.json")
-    architectures = config.get("architectures") or []
-    if "HF_ColBERT" not in architectures:
-        raise CheckpointError(
-            config_path,
-            f"architectures is {architectures!r}, not colbert-ai's ['HF_ColBERT']. ColBERTXM loads colbert-ai "
-            "checkpoints such as antoinelouis/colbert-xm and folders saved by ColBERTXM.save().",
-        )
-    metadata_path = files.find("artifact.metadata")
-    if metadata_path is None:
-        raise MissingCheckpointFileError(
-            files.describe("artifact.metadata"), "colbert-ai checkpoints keep query_maxlen, doc_maxlen, "
-            "the marker tokens and the punctuation setting there, and guessing them would change every vector. "
-            + RESTORE
-        )
-    metadata = read_json(metadata_path, dict, "colbert-ai writes its ColBERTConfig there as a JSON object")
-    _check_metadata(metadata, metadata_path)
-    limit = max_input_tokens(SimpleNamespace(**config))
-    for key in ("query_maxlen", "doc_maxlen"):
-        value = metadata.get(key) or COLBERT_AI_DEFAULTS[key]
-        if limit is not None and value > limit:
-            raise CheckpointError(
-                metadata_path, f"{key}={value} exceeds the {limit} tokens this XMOD model can embed ({config_path})"
-            )
-
-    shapes = weight_shapes(files)
-    weights_path = files.find("model.safetensors") or files.describe("model.safetensors")
-    if "linear.weight" not in shapes:
-        raise CheckpointError(weights_path, "no 'linear.weight' tensor: not a colbert-ai HF_ColBERT checkpoint")
-    if not any(key.startswith("roberta.") for key in shapes):
-        raise CheckpointError(weights_path, "no 'roberta.*' encoder tensors: not a colbert-ai HF_ColBERT checkpoint")
-    linear = shapes["linear.weight"]
-    if len(linear) != 2 or (metadata.get("dim") is not None and linear[0] != metadata["dim"]):
-        raise CheckpointError(
-            weights_path,
-            f"linear.weight has shape {list(linear)} but {metadata_path} says dim={metadata.get('dim')}",
-        )
-    check_tokenizer_files(files)
-    return CheckpointSource("colbert-ai", metadata)
-
-
-
 def check_tokenizer_files(files: CheckpointFiles, subfolder: str = "") -> None:
     """Refuse a checkpoint without its tokenizer's vocabulary (see :data:`TOKENIZER_FILES`).
 
@@ -278,11 +161,11 @@ def check_tokenizer_files(files: CheckpointFiles, subfolder: str = "") -> None:
 def check_transformer_tokenizer(files: CheckpointFiles) -> None:
     """:func:`check_tokenizer_files` where the checkpoint keeps its tokenizer: the ``Transformer``
     module's folder of a sentence-transformers save, else the root."""
-    modules = _modules(files)
-    check_tokenizer_files(files, (_module_path(modules, "Transformer") or "") if modules is not None else "")
+    modules = sentence_transformers_modules(files)
+    check_tokenizer_files(files, (module_path(modules, "Transformer") or "") if modules is not None else "")
 
 
-def _modules(files: CheckpointFiles) -> list[dict[str, Any]] | None:
+def sentence_transformers_modules(files: CheckpointFiles) -> list[dict[str, Any]] | None:
     """The entries of a sentence-transformers ``modules.json``, checked for their form; ``None`` without one."""
     modules_path = files.find("modules.json")
     if modules_path is None:
@@ -294,7 +177,7 @@ def _modules(files: CheckpointFiles) -> list[dict[str, Any]] | None:
     return modules
 
 
-def _module_path(modules: list[dict[str, Any]], class_name: str) -> str | None:
+def module_path(modules: list[dict[str, Any]], class_name: str) -> str | None:
     """The folder of the first module of ``class_name`` (``""`` is the root), ``None`` if there is none."""
     for entry in modules:
         if entry["type"].rsplit(".", 1)[-1] == class_name:
@@ -313,7 +196,7 @@ def check_cross_encoder_checkpoint(files: CheckpointFiles, owner: str) -> None:
         CheckpointError: a multi-vector checkpoint, or weights without a classification head.
         MissingCheckpointFileError: ``config.json``, the weights or the tokenizer files are missing.
     """
-    modules = _modules(files)
+    modules = sentence_transformers_modules(files)
     subfolder = ""
     if modules is not None:
         multi_vector = {"Dense", "MultiVectorMask"} & {entry["type"].rsplit(".", 1)[-1] for entry in modules}
@@ -324,7 +207,7 @@ def check_cross_encoder_checkpoint(files: CheckpointFiles, owner: str) -> None:
                 f"{owner} needs a reranker such as antoinelouis/mono-xm. Load this one with ColBERTXM "
                 "(or XMColBERTReranker to rerank with it).",
             )
-        subfolder = _module_path(modules, "Transformer") or ""
+        subfolder = module_path(modules, "Transformer") or ""
     config_path = files.find("config.json", subfolder)
     if config_path is None:
         raise MissingCheckpointFileError(

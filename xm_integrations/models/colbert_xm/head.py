@@ -6,11 +6,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from sentence_transformers.base.modules import Dense, Normalize, Transformer
+from sentence_transformers.multi_vector_encoder.modules import MultiVectorMask
 from torch import Tensor
 
+from xm_integrations.compat.sentence_transformers import skiplist_ids
 from xm_integrations.engine.tokenization import tokenize
 
-__all__ = ["ColBERTDocumentHead", "colbert_document_ids"]
+__all__ = ["ColBERTDocumentHead", "colbert_document_ids", "fast_head_parts"]
 
 
 def colbert_document_ids(tokenizer: Any, texts: Sequence[str], *, doc_maxlen: int, marker_id: int) -> list[list[int]]:
@@ -55,3 +58,26 @@ class ColBERTDocumentHead:
             packed = packed.to(self.out_device)
         pieces = torch.split(packed, counts)
         return [piece.clone() for piece in pieces] if self.compact else list(pieces)
+
+
+def fast_head_parts(modules: list[torch.nn.Module]) -> tuple[Tensor, Tensor | None] | None:
+    """The projection weight and skiplist ids of a ``Transformer, Dense, MultiVectorMask, Normalize``
+    pipeline that :class:`ColBERTDocumentHead` reproduces exactly; ``None`` for any other pipeline."""
+    if len(modules) != 4:
+        return None
+    transformer, dense, mask, normalize = modules
+    if not (isinstance(transformer, Transformer) and isinstance(dense, Dense)
+            and isinstance(mask, MultiVectorMask) and isinstance(normalize, Normalize)):
+        return None
+    if (getattr(transformer, "module_output_name", "token_embeddings") != "token_embeddings"
+            or dense.linear.bias is not None or not isinstance(dense.activation_function, torch.nn.Identity)
+            or getattr(dense, "use_residual", False)
+            or getattr(dense, "module_input_name", None) != "token_embeddings"
+            or getattr(dense, "module_output_name", None) != "token_embeddings"
+            or getattr(normalize, "module_input_name", "token_embeddings") != "token_embeddings"
+            or getattr(normalize, "module_output_name", "token_embeddings") != "token_embeddings"):
+        return None
+    if getattr(mask, "keep_only_token_ids", None) or skiplist_ids(mask) is None:
+        return None
+    skiplist = skiplist_ids(mask) if "document" in mask.skiplist_tasks else None
+    return dense.linear.weight, skiplist

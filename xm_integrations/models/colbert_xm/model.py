@@ -24,25 +24,22 @@ from __future__ import annotations
 
 import logging
 import os
-import string
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from sentence_transformers import MultiVectorEncoder
-from sentence_transformers.base.modules import Dense, Normalize, Transformer
+from sentence_transformers.base.modules import Transformer
 from sentence_transformers.multi_vector_encoder.modules import MultiVectorMask
 from torch import Tensor
 
 from xm_integrations.compat.log_filters import (
-    DropAll,
     ExpectedColBERTLoadReport,
     log_filter,
     without_default_language_snippet_error,
 )
-from xm_integrations.compat.sentence_transformers import LanguageMajorSorting, placement_is_delegated, skiplist_ids
+from xm_integrations.compat.sentence_transformers import LanguageMajorSorting, placement_is_delegated
 from xm_integrations.engine import FastInferenceConfig, UnsetBatchSize, resolve_fast_inference
 from xm_integrations.engine.pipeline import encode_texts
 from xm_integrations.engine.precision import default_autocast_dtype
@@ -55,8 +52,21 @@ from xm_integrations.languages.routing import (
     route_inputs,
     routed_lang_ids,
 )
-from xm_integrations.models.checkpoints import COLBERT_AI_DEFAULTS, CheckpointFiles, inspect_colbert_checkpoint
-from xm_integrations.models.colbert_xm.head import ColBERTDocumentHead, colbert_document_ids
+from xm_integrations.models.checkpoints import CheckpointFiles
+from xm_integrations.models.colbert_xm.checkpoint import (
+    COLBERT_AI_DEFAULTS,
+    configure_from_colbert_metadata,
+    inspect_colbert_checkpoint,
+    read_encoding,
+)
+from xm_integrations.models.colbert_xm.head import ColBERTDocumentHead, colbert_document_ids, fast_head_parts
+from xm_integrations.models.colbert_xm.tokenization import (
+    ColBERTEncoding,
+    colbert_skiplist_ids,
+    stock_tokenization_differences,
+    tokenize_documents,
+    tokenize_queries,
+)
 from xm_integrations.models.core import XmodWrapper, drop_unused_none
 from xm_integrations.scoring.stock_arguments import stock_similarity
 from xm_integrations.xmod.compiled_layers import CompilableXmodMixin
@@ -86,116 +96,6 @@ _FAST_PATH_ARGUMENTS = frozenset({
 _UNUSED_WHEN_NONE = frozenset({"pool", "chunk_size", "token_pooling", "truncate_dim"})
 
 
-
-# --------------------------------------------------------------------------------------------------
-# colbert-ai's encoding rules
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ColBERTEncoding:
-    """What colbert-ai needs to tokenize one checkpoint's queries and documents.
-
-    Attributes:
-        query_maxlen: Every query is exactly this many tokens (marker included).
-        doc_maxlen: Documents are truncated to this many tokens (marker included).
-        attend_to_mask_tokens: Whether the encoder attends to the ``<mask>`` padding of queries.
-        query_marker_id: Inserted at position 1 of every query (``<unk>`` on XLM-R vocabularies).
-        doc_marker_id: Inserted at position 1 of every document.
-        mask_token_id: Replaces the padding of queries (query augmentation).
-        pad_token_id: The tokenizer's padding id.
-    """
-
-    query_maxlen: int
-    doc_maxlen: int
-    attend_to_mask_tokens: bool
-    query_marker_id: int
-    doc_marker_id: int
-    mask_token_id: int
-    pad_token_id: int
-
-
-def colbert_skiplist_ids(tokenizer: Any, symbols: str = string.punctuation) -> set[int]:
-    """colbert-ai's punctuation skiplist: the first id of encoding each symbol on its own.
-
-    ``{tokenizer.encode(symbol, add_special_tokens=False)[0] for symbol in symbols}``
-    (``colbert/modeling/colbert.py``). On sentencepiece vocabularies the first piece is the
-    word-initial one (``▁.``), or the bare ``▁`` for symbols without such a piece; punctuation glued
-    to a word (``Paris.`` gives ``▁Paris`` ``.``) is therefore *not* skipped. Computed from the
-    tokenizer, never hard-coded, so that any vocabulary gets colbert-ai's own set.
-    """
-    ids: set[int] = set()
-    for symbol in symbols:
-        pieces = tokenizer.encode(symbol, add_special_tokens=False)
-        if pieces:
-            ids.add(int(pieces[0]))
-    return ids
-
-
-def _insert_column(tensor: Tensor, value: int) -> Tensor:
-    """``tensor[:, :1] + [value] + tensor[:, 1:]``: colbert-ai's marker insertion after ``<s>``."""
-    column = torch.full((tensor.shape[0], 1), value, dtype=tensor.dtype, device=tensor.device)
-    return torch.cat([tensor[:, :1], column, tensor[:, 1:]], dim=1)
-
-
-def tokenize_queries(tokenizer: Any, texts: Sequence[str], encoding: ColBERTEncoding) -> dict[str, Tensor]:
-    """Tokenize queries as colbert-ai's ``QueryTokenizer.tensorize`` does.
-
-    Tokenize to ``query_maxlen - 1`` with ``padding="max_length"`` (a long query loses its end but
-    keeps ``</s>``), insert the query marker at position 1, replace every pad id by the mask id
-    and, with ``attend_to_mask_tokens``, attend to those ``<mask>`` positions.
-
-    Returns:
-        ``input_ids``, ``attention_mask`` and ``query_expansion_positions`` (True where a pad was
-        replaced, the key that sentence-transformers' ``MultiVectorMask`` reads so that every query
-        position is scored, as colbert-ai scores them), each ``(n, query_maxlen)``.
-    """
-    batch = tokenizer(
-        list(texts),
-        padding="max_length",
-        truncation=True,
-        max_length=encoding.query_maxlen - 1,
-        return_tensors="pt",
-    )
-    input_ids = _insert_column(batch["input_ids"], encoding.query_marker_id)
-    attention_mask = _insert_column(batch["attention_mask"], 1)
-    expansion = input_ids == encoding.pad_token_id
-    input_ids = input_ids.masked_fill(expansion, encoding.mask_token_id)
-    if encoding.attend_to_mask_tokens:
-        attention_mask = attention_mask.masked_fill(input_ids == encoding.mask_token_id, 1)
-    features = {"input_ids": input_ids, "attention_mask": attention_mask, "query_expansion_positions": expansion}
-    if "token_type_ids" in batch:
-        features["token_type_ids"] = _insert_column(batch["token_type_ids"], 0)
-    return features
-
-
-def tokenize_documents(tokenizer: Any, texts: Sequence[str], encoding: ColBERTEncoding) -> dict[str, Tensor]:
-    """Tokenize documents as colbert-ai's ``DocTokenizer.tensorize`` does.
-
-    Tokenize to ``doc_maxlen - 1`` (longest padding, longest-first truncation), then insert the
-    document marker at position 1. Which positions are kept (not pad, not in the skiplist) is
-    decided later by the ``MultiVectorMask`` module, whose skiplist holds colbert-ai's ids plus the
-    pad id (colbert-ai drops pad *ids*, even a literal ``"<pad>"`` in the text).
-    """
-    batch = tokenizer(
-        list(texts),
-        padding="longest",
-        truncation="longest_first",
-        max_length=encoding.doc_maxlen - 1,
-        return_tensors="pt",
-    )
-    features = {
-        "input_ids": _insert_column(batch["input_ids"], encoding.doc_marker_id),
-        "attention_mask": _insert_column(batch["attention_mask"], 1),
-    }
-    if "token_type_ids" in batch:
-        features["token_type_ids"] = _insert_column(batch["token_type_ids"], 0)
-    return features
-
-
-# --------------------------------------------------------------------------------------------------
-# The model
-# --------------------------------------------------------------------------------------------------
 
 _UNSET: Any = object()
 
@@ -298,58 +198,10 @@ class ColBERTXM(XmodWrapper, CompilableXmodMixin, LanguageMajorSorting, MultiVec
         raise TypeError("ColBERTXM needs a MultiVectorMask module (it drops pads and punctuation from documents).")
 
     def _configure_from_colbert_metadata(self, metadata: dict[str, Any]) -> None:
-        """Express colbert-ai's settings with the stock modules, so that :meth:`save` writes them.
-
-        The markers become one-token prompts (the token colbert-ai's id stands for, ``<unk>`` on
-        XLM-R), the query length and mask attention become the ``Transformer``'s fixed query
-        expansion, and the skiplist (colbert-ai's punctuation ids plus the pad id) is stored as token
-        strings on the ``MultiVectorMask``.
-        """
-        tokenizer = self.tokenizer
-        for role, key in (("query", "query_token_id"), ("document", "doc_token_id")):
-            self.prompts[role] = tokenizer.convert_ids_to_tokens(tokenizer.convert_tokens_to_ids(metadata[key]))
-        transformer = self._transformer()
-        transformer.query_expansion = {
-            "strategy": "fixed",
-            "attend": bool(metadata["attend_to_mask_tokens"]),
-            "length": int(metadata["query_maxlen"]),
-        }
-        transformer.document_length = int(metadata["doc_maxlen"])
-        skiplist = colbert_skiplist_ids(tokenizer) if metadata["mask_punctuation"] else set()
-        skiplist.add(tokenizer.pad_token_id)
-        mask = self._multi_vector_mask()
-        mask.skiplist_words = tokenizer.convert_ids_to_tokens(sorted(skiplist))
-        mask.resolve_with_tokenizer(tokenizer)
+        configure_from_colbert_metadata(self, metadata, self._transformer(), self._multi_vector_mask())
 
     def _read_encoding(self) -> ColBERTEncoding:
-        """The tokenization settings, read back from the stock modules (the single source of truth)."""
-        transformer = self._transformer()
-        tokenizer = self.tokenizer
-        expansion = transformer.query_expansion
-        if expansion is None or expansion["strategy"] != "fixed":
-            raise ValueError(
-                "ColBERTXM needs the Transformer's query_expansion to be {'strategy': 'fixed', 'length': query_maxlen, "
-                f"'attend': ...}} (colbert-ai pads every query to query_maxlen), got {expansion!r}."
-            )
-        if transformer.document_length is None:
-            raise ValueError("ColBERTXM needs the Transformer's document_length (colbert-ai's doc_maxlen).")
-        mask_id = tokenizer.mask_token_id if expansion.get("token") is None else tokenizer.convert_tokens_to_ids(
-            expansion["token"]
-        )
-
-        def marker(role: str, default: str) -> int:
-            prompt = (self.prompts.get(role) or "").strip() or default
-            return int(tokenizer.convert_tokens_to_ids(prompt))
-
-        return ColBERTEncoding(
-            query_maxlen=int(expansion["length"]),
-            doc_maxlen=int(transformer.document_length),
-            attend_to_mask_tokens=bool(expansion["attend"]),
-            query_marker_id=marker("query", COLBERT_AI_DEFAULTS["query_token_id"]),
-            doc_marker_id=marker("document", COLBERT_AI_DEFAULTS["doc_token_id"]),
-            mask_token_id=int(mask_id),
-            pad_token_id=int(tokenizer.pad_token_id),
-        )
+        return read_encoding(self, self._transformer())
 
     # -- encoding ----------------------------------------------------------------------------------
 
@@ -425,27 +277,8 @@ class ColBERTXM(XmodWrapper, CompilableXmodMixin, LanguageMajorSorting, MultiVec
         return not prompt or prompt.strip() in self._marker_tokens()
 
     def _fast_document_head_parts(self) -> tuple[Tensor, Tensor | None] | None:
-        """The projection weight and skiplist ids of a ``Transformer, Dense, MultiVectorMask, Normalize``
-        pipeline that the fast document head reproduces exactly; ``None`` for any other pipeline."""
-        modules = list(self)
-        if len(modules) != 4:
-            return None
-        transformer, dense, mask, normalize = modules
-        if not (isinstance(transformer, Transformer) and isinstance(dense, Dense)
-                and isinstance(mask, MultiVectorMask) and isinstance(normalize, Normalize)):
-            return None
-        if (getattr(transformer, "module_output_name", "token_embeddings") != "token_embeddings"
-                or dense.linear.bias is not None or not isinstance(dense.activation_function, torch.nn.Identity)
-                or getattr(dense, "use_residual", False)
-                or getattr(dense, "module_input_name", None) != "token_embeddings"
-                or getattr(dense, "module_output_name", None) != "token_embeddings"
-                or getattr(normalize, "module_input_name", "token_embeddings") != "token_embeddings"
-                or getattr(normalize, "module_output_name", "token_embeddings") != "token_embeddings"):
-            return None
-        if getattr(mask, "keep_only_token_ids", None) or skiplist_ids(mask) is None:
-            return None
-        skiplist = skiplist_ids(mask) if "document" in mask.skiplist_tasks else None
-        return dense.linear.weight, skiplist
+        """The projection weight and skiplist ids the fast head needs; ``None`` when it cannot reproduce this pipeline."""
+        return fast_head_parts(list(self))
 
     @torch.inference_mode()
     def _encode_documents_fast(
@@ -678,7 +511,7 @@ class ColBERTXM(XmodWrapper, CompilableXmodMixin, LanguageMajorSorting, MultiVec
                 "('Input language unknown') until model[0].auto_model.set_default_language(...) is called. "
                 "Call set_default_language() before save() to avoid that."
             )
-        differences = stock_tokenization_differences(self, _PROBE_TEXTS)
+        differences = stock_tokenization_differences(self)
         if differences:
             logger.warning(
                 "A stock MultiVectorEncoder loading this folder will tokenize some texts differently from colbert-ai "
@@ -686,39 +519,6 @@ class ColBERTXM(XmodWrapper, CompilableXmodMixin, LanguageMajorSorting, MultiVec
             )
         with without_default_language_snippet_error(self.default_language is not None):
             super().save(path, *args, **kwargs)
-
-
-# Texts whose tokenization is compared with the stock path on save: empty, leading and repeated
-# spaces, punctuation, a non-Latin script, and one longer than any query.
-_PROBE_TEXTS: tuple[str, ...] = (
-    "",
-    " leading space",
-    "two  spaces and punctuation: (a), b; c!",
-    "光合作用",
-    "long " * 600,
-)
-
-
-def stock_tokenization_differences(model: ColBERTXM, texts: Sequence[str]) -> list[str]:
-    """Where the stock ``Transformer`` (marker prompt as text) and colbert-ai's insertion disagree.
-
-    Returns:
-        One line per text and task whose ``input_ids`` or ``attention_mask`` differ; empty when the
-        stock modules reproduce colbert-ai's tokenization on ``texts``.
-    """
-    differences = []
-    for task in ("query", "document"):
-        ours = model.preprocess(list(texts), task=task)
-        # The stock path warns (once per process) about queries that fill query_maxlen; here that is the point.
-        with log_filter(Transformer.__module__, DropAll()):
-            stock = model._transformer().preprocess(list(texts), prompt=model.prompts.get(task), task=task)
-        for index, text in enumerate(texts):
-            for key in ("input_ids", "attention_mask"):
-                mine, theirs = ours[key][index], stock[key][index]
-                if mine.shape != theirs.shape or not torch.equal(mine, theirs):
-                    differences.append(f"{task} {text[:40]!r}: {key} {mine.tolist()[:12]} vs {theirs.tolist()[:12]}")
-                    break
-    return differences
 
 
 def _non_null(metadata: dict[str, Any]) -> dict[str, Any]:
