@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xm_integrations.evaluation.runners import (
+from xm_integrations.evaluation import (
     METRICS,
     DatasetFormatError,
     evaluate_run,
@@ -270,7 +270,7 @@ def numpy_maxsim(query: np.ndarray, document: np.ndarray) -> float:
 
 def test_retrieve_keeps_the_top_k_maxsim_documents_across_chunks(tiny_colbert_xm: Path) -> None:
     from xm_integrations import ColBERTXM
-    from xm_integrations.evaluation.runners import RetrievalDataset, retrieve
+    from xm_integrations.evaluation import RetrievalDataset, retrieve
     from xm_integrations.testing.corpus import SAMPLE_PASSAGES
 
     passages = SAMPLE_PASSAGES["fr_XX"] + SAMPLE_PASSAGES["de_DE"]

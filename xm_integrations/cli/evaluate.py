@@ -57,7 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     """Run ``evaluate``; returns the exit code."""
     from xm_integrations.engine import UnsetBatchSize
-    from xm_integrations.evaluation.runners import evaluate_model, write_trec_run
+    from xm_integrations.evaluation import evaluate_model, write_trec_run
 
     if args.no_progress:
         quiet_progress()

@@ -25,7 +25,7 @@ import jinja2
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from xm_integrations.errors import InvalidArgumentError, ModelFolderError
-from xm_integrations.evaluation.runners import iter_eval_entries
+from xm_integrations.evaluation.results import iter_eval_entries
 from xm_integrations.hub.model_folder import ModelFolder, ModelKind, read_model_folder
 from xm_integrations.languages.resolution import XMOD_LANGUAGES, UnknownLanguageError, language_to_iso, resolve_language
 
