@@ -97,3 +97,21 @@ def test_no_module_defines_its_own_exception_class() -> None:
                if inspect.isclass(value) and issubclass(value, BaseException) and value.__module__ == module.__name__]
         assert not own, f"{info.name} defines {own}: exceptions live in xm_integrations.errors"
 
+
+
+def test_every_raise_in_the_package_names_a_package_error() -> None:
+    """``raise X(...)`` anywhere in the package: X derives from XMIntegrationsError (re-raises are fine)."""
+    import ast
+
+    offenders = []
+    for info in pkgutil.walk_packages(xm_integrations.__path__, "xm_integrations."):
+        if info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(info.name)
+        tree = ast.parse(inspect.getsource(module))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and isinstance(node.exc.func, ast.Name):
+                cls = vars(module).get(node.exc.func.id) or getattr(errors, node.exc.func.id, None)  # or a local import
+                if not (inspect.isclass(cls) and issubclass(cls, errors.XMIntegrationsError)):
+                    offenders.append(f"{info.name}:{node.lineno} raises {node.exc.func.id}")
+    assert not offenders, offenders

@@ -21,6 +21,7 @@ __all__ = [
     "InputFileNotFoundError",
     "InvalidArgumentError",
     "MissingCheckpointFileError",
+    "MissingExtraError",
     "MissingLanguageError",
     "MissingTokenError",
     "ModelFolderError",
@@ -166,3 +167,7 @@ class InputFileNotFoundError(XMIntegrationsError, FileNotFoundError):
 
     def __str__(self) -> str:
         return Exception.__str__(self)
+
+
+class MissingExtraError(XMIntegrationsError, ImportError):
+    """An optional dependency is not installed; the message names the ``pip install`` that adds it."""

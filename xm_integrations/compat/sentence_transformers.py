@@ -47,11 +47,10 @@ class CrossEncoderHooks(LanguageMajorSorting):
       size (two large chunks per worker) and starts or stops a pool for a list of devices.
     """
 
-    def inference_hook(self, inputs: list[Any], **kwargs: Any) -> torch.Tensor | None:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def multi_process_hook(self, stock: Callable[..., Any], inputs: Any, **kwargs: Any) -> Any:  # pragma: no cover
-        raise NotImplementedError
+    #: Provided by the model class: ``(inputs, **step arguments) -> scores``, or ``None`` for stock.
+    inference_hook: Callable[..., torch.Tensor | None]
+    #: Provided by the model class: ``(stock_multi_process, inputs, **arguments) -> scores``.
+    multi_process_hook: Callable[..., Any]
 
     def _inference(self, inputs: list[Any], *, prompt: str | None, batch_size: int, show_progress_bar: bool,
                    activation_fn: Any, apply_softmax: bool | None, device: str | torch.device | None = None,

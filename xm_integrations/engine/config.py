@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from xm_integrations.errors import InvalidArgumentError
+
 __all__ = [
     "DEFAULT_MAX_TOKENS_CPU",
     "DEFAULT_MAX_TOKENS_CUDA",
@@ -65,9 +67,9 @@ class FastInferenceConfig:
         for name in ("max_batch_tokens", "max_batch_size"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
-                raise ValueError(f"FastInferenceConfig.{name} must be a positive integer or None, got {value!r}.")
+                raise InvalidArgumentError(f"FastInferenceConfig.{name} must be a positive integer or None, got {value!r}.")
         if isinstance(self.chunk_size, bool) or not isinstance(self.chunk_size, int) or self.chunk_size <= 0:
-            raise ValueError(f"FastInferenceConfig.chunk_size must be a positive integer, got {self.chunk_size!r}.")
+            raise InvalidArgumentError(f"FastInferenceConfig.chunk_size must be a positive integer, got {self.chunk_size!r}.")
 
     def rows_cap(self, batch_size: int | None) -> int | None:
         """The most rows per forward pass for a call: the caller's ``batch_size`` (if given) and ``max_batch_size``."""
@@ -108,7 +110,7 @@ def caller_batch_size(batch_size: int | None) -> int | None:
     if batch_size is None or isinstance(batch_size, UnsetBatchSize):
         return None
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        raise InvalidArgumentError(f"batch_size must be a positive integer, got {batch_size!r}.")
     return int(batch_size)
 
 

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from xm_integrations.errors import InvalidArgumentError
+
 __all__ = ["pad_batch", "plan_batches"]
 
 
@@ -41,9 +43,9 @@ def plan_batches(
     """
     lengths = np.asarray(lengths, dtype=np.int64)
     if lengths.ndim != 1:
-        raise ValueError("lengths must be one-dimensional")
+        raise InvalidArgumentError("lengths must be one-dimensional")
     if max_tokens <= 0:
-        raise ValueError(f"max_tokens must be positive, got {max_tokens}")
+        raise InvalidArgumentError(f"max_tokens must be positive, got {max_tokens}")
     count = len(lengths)
     if count == 0:
         return []

@@ -148,12 +148,14 @@ def format_file_table(files: Sequence[StagedFile]) -> str:
 
 
 def _human(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
+    if size < 1024:
+        return f"{size} B"
+    value, unit = float(size) / 1024, "KiB"
+    for larger in ("MiB", "GiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, larger
+    return f"{value:.1f} {unit}"
 
 
 def write_dry_run(files: Sequence[StagedFile], out_dir: str | Path, model_dir: Path | None = None) -> Path:

@@ -27,6 +27,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal, overload
 
+from xm_integrations.errors import ArgumentTypeError, InvalidArgumentError, MissingExtraError
 from xm_integrations.languages.resolution import XMOD_LANGUAGE_CODES, UnknownLanguageError, resolve_language
 
 if TYPE_CHECKING:
@@ -182,7 +183,7 @@ class _Identifier:
         try:
             from py3langid.langid import MODEL_FILE, LanguageIdentifier
         except ImportError as error:  # pragma: no cover - depends on the environment
-            raise ImportError(
+            raise MissingExtraError(
                 "Automatic language detection needs py3langid: pip install 'py3langid>=0.4,<0.5'"
             ) from error
         # norm_probs=True gives probabilities in [0, 1], needed for the confidence threshold.
@@ -263,13 +264,13 @@ def detect_language(
     """
     adapters = list(available) if available is not None else None
     if adapters is not None and not adapters:
-        raise ValueError("available must name at least one adapter")
+        raise InvalidArgumentError("available must name at least one adapter")
     candidates: Sequence[str] = adapters if adapters is not None else XMOD_LANGUAGE_CODES
     fallback_code = resolve_language(fallback, adapters) if fallback is not None else _default_fallback(candidates)
 
     single = isinstance(texts, str)
     if not single and (not isinstance(texts, Sequence) or isinstance(texts, (bytes, bytearray))):
-        raise TypeError(f"texts must be a string or a sequence of strings, not {type(texts).__name__}")
+        raise ArgumentTypeError(f"texts must be a string or a sequence of strings, not {type(texts).__name__}")
     batch: Sequence[object] = [texts] if single else texts
     samples = [text[:MAX_DETECTION_CHARS] if isinstance(text, str) else None for text in batch]
     if any(sample is not None and _has_letters(sample) for sample in samples):

@@ -19,8 +19,7 @@ __all__ = ["XmodLanguageMixin"]
 class XmodLanguageMixin:
     """Language API for a wrapper around one XMOD model; the wrapper implements :meth:`_xmod_model`."""
 
-    def _xmod_model(self) -> XmodPreTrainedModel:
-        raise NotImplementedError
+    _xmod_model: Callable[[], XmodPreTrainedModel]  # provided by the wrapper
 
     @property
     def languages(self) -> tuple[str, ...]:

@@ -16,7 +16,13 @@ from typing import Union
 
 import torch
 
-from xm_integrations.errors import AdapterIndexError, ArgumentTypeError, MissingLanguageError, UnknownLanguageError
+from xm_integrations.errors import (
+    AdapterIndexError,
+    ArgumentTypeError,
+    InvalidArgumentError,
+    MissingLanguageError,
+    UnknownLanguageError,
+)
 from xm_integrations.languages.resolution import resolve_language
 
 __all__ = [
@@ -79,7 +85,7 @@ def _check_texts(inputs: Sequence[object]) -> None:
         parts = item if isinstance(item, (tuple, list)) else (item,)
         for part in parts:
             if not isinstance(part, str):
-                raise TypeError(f"Input {index} is {type(part).__name__} ({part!r}); every text must be a str.")
+                raise ArgumentTypeError(f"Input {index} is {type(part).__name__} ({part!r}); every text must be a str.")
 
 
 def resolve_input_languages(
@@ -141,7 +147,7 @@ def _per_input_languages(language: LanguageArg, count: int) -> list[str | None]:
         )
     per_input = list(language)
     if len(per_input) != count:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"language has {len(per_input)} entries but there are {count} inputs: give one language per "
             "input, a single language for all of them, or 'auto'."
         )
@@ -205,7 +211,7 @@ def routed_lang_ids(batch: Sequence[object], num_languages: int) -> torch.Tensor
     if all(lang_id is None for lang_id in ids):
         return None
     if any(lang_id is None for lang_id in ids):
-        raise ValueError("A batch mixes inputs with and without a language; route every input or none.")
+        raise InvalidArgumentError("A batch mixes inputs with and without a language; route every input or none.")
     lang_ids = torch.tensor(ids, dtype=torch.long)
     check_lang_ids(lang_ids, num_languages)
     return lang_ids

@@ -167,8 +167,8 @@ class MonoXM(XmodWrapper, CompilableXmodMixin, CrossEncoderHooks, CrossEncoder):
 
         Only for what the fast path reproduces: one process on one device, no prompt, no
         per-call processing or forward arguments, and a model that is one XMOD ``Transformer``.
-        Pools take it inside each worker, on its device: up to sentence-transformers 6.1 the worker
-        calls :meth:`predict`, from 6.2 :meth:`_inference`, which asks this same question.
+        Pools take it inside each worker, on its device: the worker's scoring step goes through
+        :meth:`inference_hook`, which asks this same question.
         """
         return len(self) == 1 and self._fast_path_allowed(kwargs, _FAST_PATH_ARGUMENTS, kwargs.get("device"))
 
@@ -219,7 +219,9 @@ class MonoXM(XmodWrapper, CompilableXmodMixin, CrossEncoderHooks, CrossEncoder):
     def inference_hook(self, inputs: list[Any], *, prompt: str | None, batch_size: int, show_progress_bar: bool,
                        activation_fn: Any, apply_softmax: bool | None, device: str | torch.device | None = None,
                        forward_kwargs: dict[str, Any]) -> torch.Tensor | None:
-        """A pool worker's scoring step (sentence-transformers' ``_inference``) through the fast path, or ``None`` for stock.
+        """A pool worker's scoring step through the fast path, or ``None`` for the stock step.
+
+        Called by :class:`~xm_integrations.compat.sentence_transformers.CrossEncoderHooks`.
 
         Pool workers call that step directly instead of :meth:`predict`, so without this every
         worker ran the stock batching. Routed pairs with no prompt and no forward arguments take

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from xm_integrations.errors import PoolWorkerError
+from xm_integrations.errors import ArgumentTypeError, PoolWorkerError
 from xm_integrations.languages.mixin import XmodLanguageMixin
 from xm_integrations.languages.routing import LanguageArg, RoutedPair, check_lang_ids, route_inputs
 from xm_integrations.models.checkpoints import max_input_tokens
@@ -67,12 +67,12 @@ def check_pairs(pairs: Sequence[Any]) -> list[tuple[str, str]]:
             pair = pair.tolist()
         if isinstance(pair, (str, bytes)) or not isinstance(pair, (tuple, list)) or len(pair) != 2:
             shown = f"{type(pair).__name__} of length {len(pair)}" if isinstance(pair, (tuple, list)) else repr(pair)
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"Input {index} is {shown}; every input must be a (query, passage) pair of two strings."
             )
         for part, name in zip(pair, ("query", "passage")):
             if not isinstance(part, str):
-                raise TypeError(
+                raise ArgumentTypeError(
                     f"Input {index} has a {name} of type {type(part).__name__} ({part!r}); queries and passages "
                     "must be str (use '' for an empty text, which is scored)."
                 )

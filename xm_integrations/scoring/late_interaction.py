@@ -48,6 +48,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from xm_integrations.errors import ArgumentTypeError, InvalidArgumentError
+
 __all__ = [
     "DEFAULT_MEMORY_BUDGET_CPU",
     "DEFAULT_MEMORY_BUDGET_CPU_COPY",
@@ -133,19 +135,19 @@ class PackedTokens:
         if not isinstance(offsets, Tensor):
             offsets = torch.as_tensor(np.asarray(offsets), dtype=torch.int64)
         if tokens.dim() != 2:
-            raise ValueError(f"PackedTokens.tokens must be 2-D (total_tokens, dim), got shape {tuple(tokens.shape)}.")
+            raise InvalidArgumentError(f"PackedTokens.tokens must be 2-D (total_tokens, dim), got shape {tuple(tokens.shape)}.")
         if offsets.dim() != 1 or offsets.numel() < 1:
-            raise ValueError(f"PackedTokens.offsets must be 1-D with n + 1 >= 1 entries, got shape {tuple(offsets.shape)}.")
+            raise InvalidArgumentError(f"PackedTokens.offsets must be 1-D with n + 1 >= 1 entries, got shape {tuple(offsets.shape)}.")
         if offsets.is_floating_point() or offsets.dtype == torch.bool:
-            raise TypeError(f"PackedTokens.offsets must be integer, got {offsets.dtype}.")
+            raise ArgumentTypeError(f"PackedTokens.offsets must be integer, got {offsets.dtype}.")
         offsets = offsets.to(device="cpu", dtype=torch.int64)
         if int(offsets[0]) != 0 or int(offsets[-1]) != tokens.shape[0]:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"PackedTokens.offsets must start at 0 and end at total_tokens={tokens.shape[0]}, "
                 f"got {int(offsets[0])} .. {int(offsets[-1])}."
             )
         if offsets.numel() > 1 and bool((offsets[1:] < offsets[:-1]).any()):
-            raise ValueError("PackedTokens.offsets must be non-decreasing.")
+            raise InvalidArgumentError("PackedTokens.offsets must be non-decreasing.")
         object.__setattr__(self, "tokens", tokens)
         object.__setattr__(self, "offsets", offsets)
 
@@ -160,7 +162,7 @@ class PackedTokens:
         (None: every token is real). Real tokens keep their order within each item."""
         embeddings = _as_tensor(embeddings, "embeddings")
         if embeddings.dim() != 3:
-            raise ValueError(f"expected a (n, max_tokens, dim) tensor, got shape {tuple(embeddings.shape)}.")
+            raise InvalidArgumentError(f"expected a (n, max_tokens, dim) tensor, got shape {tuple(embeddings.shape)}.")
         n, width, _ = embeddings.shape
         if mask is None:
             offsets = torch.arange(n + 1, dtype=torch.int64) * width
@@ -234,11 +236,11 @@ def pad_token_embeddings(
     tensors = _as_tensor_list(embeddings, "embeddings")
     if not tensors:
         if dim is None:
-            raise ValueError("cannot pad an empty sequence without knowing the embedding dim: pass dim=.")
+            raise InvalidArgumentError("cannot pad an empty sequence without knowing the embedding dim: pass dim=.")
         return torch.zeros(0, 0, dim), torch.zeros(0, 0, dtype=torch.bool)
     dim0, length_list = _check_ragged(tensors, "embeddings")
     if dim is not None and dim != dim0:
-        raise ValueError(f"dim={dim} was given but the embeddings have dim {dim0}.")
+        raise InvalidArgumentError(f"dim={dim} was given but the embeddings have dim {dim0}.")
     lengths = torch.tensor(length_list, dtype=torch.int64)
     device = tensors[0].device
     width = int(lengths.max())
@@ -262,7 +264,7 @@ def pack_token_embeddings(embeddings: Sequence[Tensor]) -> PackedTokens:
     no padding). The natural form for a document index: score it with :func:`maxsim` directly."""
     tensors = _as_tensor_list(embeddings, "embeddings")
     if not tensors:
-        raise ValueError("cannot pack an empty sequence (the embedding dim is unknown).")
+        raise InvalidArgumentError("cannot pack an empty sequence (the embedding dim is unknown).")
     _, length_list = _check_ragged(tensors, "embeddings")
     lengths = torch.tensor(length_list, dtype=torch.int64)
     offsets = torch.zeros(len(tensors) + 1, dtype=torch.int64)
@@ -280,7 +282,7 @@ def _as_tensor(x, name: str) -> Tensor:
         return x
     if isinstance(x, np.ndarray):
         return torch.from_numpy(x)
-    raise TypeError(f"`{name}` must be a torch.Tensor or numpy array, got {type(x).__name__}.")
+    raise ArgumentTypeError(f"`{name}` must be a torch.Tensor or numpy array, got {type(x).__name__}.")
 
 
 def _check_ragged(tensors: list[Tensor], name: str) -> tuple[int, list[int]]:
@@ -289,11 +291,11 @@ def _check_ragged(tensors: list[Tensor], name: str) -> tuple[int, list[int]]:
     shapes = [t.shape for t in tensors]
     if any(len(shape) != 2 for shape in shapes):
         i = next(i for i, shape in enumerate(shapes) if len(shape) != 2)
-        raise ValueError(f"`{name}[{i}]` must be 2-D (tokens, dim), got shape {tuple(shapes[i])}.")
+        raise InvalidArgumentError(f"`{name}[{i}]` must be 2-D (tokens, dim), got shape {tuple(shapes[i])}.")
     dim = shapes[0][1]
     if any(shape[1] != dim for shape in shapes):
         i = next(i for i, shape in enumerate(shapes) if shape[1] != dim)
-        raise ValueError(f"`{name}[{i}]` has dim {shapes[i][1]}, but `{name}[0]` has dim {dim}.")
+        raise InvalidArgumentError(f"`{name}[{i}]` has dim {shapes[i][1]}, but `{name}[0]` has dim {dim}.")
     return dim, [shape[0] for shape in shapes]
 
 
@@ -307,7 +309,7 @@ def _as_tensor_list(x: Sequence, name: str) -> list[Tensor]:
 def _check_mask(mask, embeddings: Tensor, name: str) -> Tensor:
     mask = _as_tensor(mask, name)
     if mask.shape != embeddings.shape[:2]:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"`{name}` must have shape (n, max_tokens) = {tuple(embeddings.shape[:2])} to match the padded "
             f"embeddings {tuple(embeddings.shape)}, got {tuple(mask.shape)}."
         )
@@ -339,7 +341,7 @@ class _Side:
             x = torch.from_numpy(x)
         if isinstance(x, PackedTokens):
             if mask is not None:
-                raise ValueError(f"`{mask_name}` applies to padded 3-D `{name}` only, not to PackedTokens.")
+                raise InvalidArgumentError(f"`{mask_name}` applies to padded 3-D `{name}` only, not to PackedTokens.")
             length = x.uniform_length
             if length is not None:
                 # Zero-copy (n, length, dim) view: scored exactly like unmasked padded input.
@@ -352,16 +354,16 @@ class _Side:
                 self.lengths = x.lengths
         elif isinstance(x, Tensor):
             if x.dim() == 2:
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"`{name}` is a single 2-D tensor {tuple(x.shape)}; pass a list of (tokens, dim) tensors "
                     f"(e.g. [{name}]) or a padded 3-D (n, max_tokens, dim) tensor."
                 )
             if x.dim() != 3:
-                raise ValueError(f"`{name}` must be a list of 2-D tensors or a 3-D tensor, got shape {tuple(x.shape)}.")
+                raise InvalidArgumentError(f"`{name}` must be a list of 2-D tensors or a 3-D tensor, got shape {tuple(x.shape)}.")
             self._init_padded(x, None if mask is None else _check_mask(mask, x, mask_name))
         elif isinstance(x, Sequence) and not isinstance(x, (str, bytes)):
             if mask is not None:
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"`{mask_name}` applies to padded 3-D `{name}` only; a list of tensors carries its own lengths."
                 )
             items = _as_tensor_list(x, name)
@@ -375,7 +377,7 @@ class _Side:
                 self.dim, self.dtype, self.device, length_list = None, torch.float32, None, []
             self.lengths = torch.tensor(length_list, dtype=torch.int64)
         else:
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"`{name}` must be a list of 2-D tensors, a 3-D tensor or PackedTokens, got {type(x).__name__}."
             )
         if self.n and self.kind in ("list", "packed"):
@@ -495,12 +497,12 @@ def _result_dtype(*dtypes: torch.dtype | None) -> torch.dtype:
 
 def _check_reduce(reduce: str) -> None:
     if reduce not in ("sum", "mean"):
-        raise ValueError(f"reduce must be 'sum' (ColBERT) or 'mean' (BGE-M3), got {reduce!r}.")
+        raise InvalidArgumentError(f"reduce must be 'sum' (ColBERT) or 'mean' (BGE-M3), got {reduce!r}.")
 
 
 def _check_positive(value: int | None, name: str) -> None:
     if value is not None and (not isinstance(value, int) or value < 1):
-        raise ValueError(f"{name} must be a positive int or None, got {value!r}.")
+        raise InvalidArgumentError(f"{name} must be a positive int or None, got {value!r}.")
 
 
 def _default_budget(device: torch.device | None, copies: bool = False) -> int:
@@ -713,7 +715,7 @@ def maxsim(
     q_side = _Side(queries, query_mask, "queries", "query_mask")
     d_side = _Side(documents, document_mask, "documents", "document_mask")
     if q_side.dim is not None and d_side.dim is not None and q_side.dim != d_side.dim:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"embedding dims differ: queries have dim {q_side.dim}, documents have dim {d_side.dim}."
         )
     device = d_side.device or q_side.device or torch.device("cpu")
@@ -844,9 +846,9 @@ def maxsim_pairwise(
     q_side = _Side(queries, query_mask, "queries", "query_mask")
     d_side = _Side(documents, document_mask, "documents", "document_mask")
     if q_side.n != d_side.n:
-        raise ValueError(f"pairwise scoring needs as many queries as documents, got {q_side.n} and {d_side.n}.")
+        raise InvalidArgumentError(f"pairwise scoring needs as many queries as documents, got {q_side.n} and {d_side.n}.")
     if q_side.dim is not None and d_side.dim is not None and q_side.dim != d_side.dim:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"embedding dims differ: queries have dim {q_side.dim}, documents have dim {d_side.dim}."
         )
     device = d_side.device or q_side.device or torch.device("cpu")

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from xm_integrations.errors import ArgumentTypeError
 from xm_integrations.scoring.late_interaction import maxsim, maxsim_pairwise, pad_token_embeddings
 
 __all__ = ["EMPTY_DOCUMENT_SCORE", "stock_similarity"]
@@ -45,12 +46,12 @@ def stock_similarity(embeddings1: Any, embeddings2: Any, *, pairwise: bool, leng
     for stock_name, our_name in _STOCK_TO_OURS.items():
         if stock_name in kwargs:
             if our_name in kwargs:
-                raise TypeError(f"similarity() got both {stock_name}= and {our_name}=; they are the same mask, pass one.")
+                raise ArgumentTypeError(f"similarity() got both {stock_name}= and {our_name}=; they are the same mask, pass one.")
             kwargs[our_name] = kwargs.pop(stock_name)
     chunk_elements = kwargs.pop("chunk_elements", None)
     if chunk_elements is not None:
         if "memory_budget" in kwargs:
-            raise TypeError("similarity() got both chunk_elements= and memory_budget=; pass one.")
+            raise ArgumentTypeError("similarity() got both chunk_elements= and memory_budget=; pass one.")
         kwargs["memory_budget"] = int(chunk_elements) * 4  # elements of float32 working set, in bytes
     device = kwargs.pop("device", None)
     queries, query_mask = _side(embeddings1, kwargs.pop("query_mask", None))

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from xm_integrations.errors import InvalidArgumentError
+
 __all__ = ["maxsim_triton"]
 
 _MAXSIM_KERNEL = None
@@ -107,20 +109,20 @@ def maxsim_triton(queries: Tensor, documents: Tensor, lengths: Tensor | None = N
     block of ``block_m`` query tokens, and the scores are written in place into the result.
     """
     if queries.dim() != 3 or documents.dim() != 3:
-        raise ValueError("queries must be (n, tokens, dim) and documents (n, max_tokens, dim)")
+        raise InvalidArgumentError("queries must be (n, tokens, dim) and documents (n, max_tokens, dim)")
     if queries.shape[-1] != documents.shape[-1]:
-        raise ValueError(f"dimension mismatch: queries {queries.shape[-1]}, documents {documents.shape[-1]}")
+        raise InvalidArgumentError(f"dimension mismatch: queries {queries.shape[-1]}, documents {documents.shape[-1]}")
     if not (queries.is_cuda and documents.is_cuda):
-        raise ValueError("maxsim_triton runs on CUDA tensors")
+        raise InvalidArgumentError("maxsim_triton runs on CUDA tensors")
     if queries.device != documents.device:
-        raise ValueError(f"queries are on {queries.device} and documents on {documents.device}: move both to one "
+        raise InvalidArgumentError(f"queries are on {queries.device} and documents on {documents.device}: move both to one "
                          "device")
     if mask is not None and mask.shape != documents.shape[:2]:
-        raise ValueError(f"mask must have shape {tuple(documents.shape[:2])}, got {tuple(mask.shape)}")
+        raise InvalidArgumentError(f"mask must have shape {tuple(documents.shape[:2])}, got {tuple(mask.shape)}")
     triton, kernel = _maxsim_kernel()
     dim = documents.shape[-1]
     if dim & (dim - 1) or dim < 16:
-        raise ValueError(f"dim must be a power of two >= 16, got {dim}")
+        raise InvalidArgumentError(f"dim must be a power of two >= 16, got {dim}")
     n_queries, query_tokens = queries.shape[:2]
     n_docs, n_tokens = documents.shape[:2]
     if n_tokens == 0:  # every document is empty (and an empty tensor may have no address to launch on)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from huggingface_hub.constants import HF_HUB_CACHE
 
+from xm_integrations.errors import InputFileNotFoundError
+
 __all__ = ["populate_hub_cache"]
 
 
@@ -45,7 +47,7 @@ def populate_hub_cache(
     cache_dir = Path(cache_dir or HF_HUB_CACHE)
     files = sorted(p for p in checkpoint.rglob("*") if p.is_file())
     if not files:
-        raise FileNotFoundError(f"{checkpoint} holds no files to place in the hub cache")
+        raise InputFileNotFoundError(f"{checkpoint} holds no files to place in the hub cache")
     repo_dir = cache_dir / f"models--{repo_id.replace('/', '--')}"
     listing = hashlib.sha1()
     blob_ids = {}

@@ -41,6 +41,7 @@ from torch import Tensor
 from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions
 
 from xm_integrations.compat.transformers import attention_implementation, outputs_recorded
+from xm_integrations.errors import ArgumentTypeError, InvalidArgumentError
 from xm_integrations.xmod.adapters import adapter_input, adapter_runs, apply_adapter_runs, lang_segments
 
 __all__ = ["CompilableXmodMixin", "compile_xmod_layers"]
@@ -206,7 +207,7 @@ def compile_xmod_layers(model: torch.nn.Module, **compile_kwargs: Any) -> int:
             continue
         implementation = attention_implementation(layers[0].attention.self.config)
         if implementation not in _SUPPORTED_ATTENTION:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"Compiling XMOD layers needs the 'sdpa' or 'eager' attention implementation, the model uses "
                 f"{implementation!r}: load it with model_kwargs={{'attn_implementation': 'sdpa'}}."
             )
@@ -223,8 +224,7 @@ class CompilableXmodMixin:
     which both the fast paths and the stock ``predict``/``encode`` batching go through.
     """
 
-    def _xmod_model(self) -> torch.nn.Module:
-        raise NotImplementedError
+    _xmod_model: Callable[[], torch.nn.Module]  # provided by the wrapper
 
     def compile(self, *args: Any, **kwargs: Any) -> None:
         """Compile the XMOD layers with :func:`torch.compile`, one graph per layer, adapters included.
@@ -240,6 +240,6 @@ class CompilableXmodMixin:
         Positional arguments are refused, as :func:`torch.compile` takes none besides the model.
         """
         if args:
-            raise TypeError(f"compile() takes keyword arguments only (those of torch.compile), got {len(args)} "
+            raise ArgumentTypeError(f"compile() takes keyword arguments only (those of torch.compile), got {len(args)} "
                             "positional")
         compile_xmod_layers(self._xmod_model(), **kwargs)

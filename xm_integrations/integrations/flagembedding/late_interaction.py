@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from xm_integrations.engine import UnsetBatchSize
+from xm_integrations.errors import ArgumentTypeError
 from xm_integrations.languages.routing import LanguageArg
 from xm_integrations.models.colbert_xm.model import ColBERTXM
 from xm_integrations.models.reranking import as_pair_batch, check_pairs, pair_languages
@@ -209,7 +210,7 @@ class XMColBERTReranker:
             UnknownLanguageError / MissingLanguageError: as for :class:`ColBERTXM`.
         """
         if kwargs:
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"compute_score() got unsupported arguments {sorted(kwargs)}: ColBERT-XM tokenizes exactly as "
                 "colbert-ai does, so tokenizer options cannot apply."
             )

@@ -14,10 +14,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from xm_integrations.errors import ArgumentTypeError, InvalidArgumentError, MissingExtraError, PoolWorkerError
+
 try:
     from FlagEmbedding.inference.reranker.encoder_only.base import BaseReranker as FlagReranker
 except ImportError as exc:  # the optional extra
-    raise ImportError(
+    raise MissingExtraError(
         "XMFlagReranker needs FlagEmbedding >= 1.4: pip install 'xm-integrations[flag]'."
     ) from exc
 from tqdm import tqdm, trange
@@ -25,7 +27,6 @@ from tqdm import tqdm, trange
 from xm_integrations.engine import FastInferenceConfig, UnsetBatchSize, resolve_fast_inference
 from xm_integrations.engine.pipeline import score_pairs
 from xm_integrations.engine.tokenization import tokenize
-from xm_integrations.errors import PoolWorkerError
 from xm_integrations.integrations.flagembedding.pool import serve_device
 from xm_integrations.integrations.flagembedding.registration import install as install_flag_registration
 from xm_integrations.languages.routing import LanguageArg, RoutedPair
@@ -112,7 +113,7 @@ class XMFlagReranker(XmodWrapper, FlagReranker):
         resolve_fast_inference(fast_inference)  # a wrong type fails before the load
         self.fast_inference = fast_inference  # set early: stock __init__ may start nothing, but pools pickle it
         if "default_language" in kwargs:
-            raise TypeError(
+            raise ArgumentTypeError(
                 "XMFlagReranker takes language=..., not default_language= (which stock FlagReranker would "
                 "silently ignore); e.g. XMFlagReranker(path, language='fr')."
             )
@@ -207,7 +208,7 @@ class XMFlagReranker(XmodWrapper, FlagReranker):
         normalize = self.normalize if normalize is None else normalize
         device = self.target_devices[0] if device is None else device
         if batch_size <= 0:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
+            raise InvalidArgumentError(f"batch_size must be a positive integer, got {batch_size}.")
 
         pairs = route_pairs(self, as_pair_batch(sentence_pairs)[0], None)
         if not pairs:

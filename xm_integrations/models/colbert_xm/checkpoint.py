@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Literal
 
-from xm_integrations.errors import CheckpointError, MissingCheckpointFileError
+from xm_integrations.errors import CheckpointError, InvalidArgumentError, MissingCheckpointFileError
 from xm_integrations.models.checkpoints import (
     RESTORE,
     CheckpointFiles,
@@ -174,12 +174,12 @@ def read_encoding(model: Any, transformer: Any) -> ColBERTEncoding:
     tokenizer = model.tokenizer
     expansion = transformer.query_expansion
     if expansion is None or expansion["strategy"] != "fixed":
-        raise ValueError(
+        raise InvalidArgumentError(
             "ColBERTXM needs the Transformer's query_expansion to be {'strategy': 'fixed', 'length': query_maxlen, "
             f"'attend': ...}} (colbert-ai pads every query to query_maxlen), got {expansion!r}."
         )
     if transformer.document_length is None:
-        raise ValueError("ColBERTXM needs the Transformer's document_length (colbert-ai's doc_maxlen).")
+        raise InvalidArgumentError("ColBERTXM needs the Transformer's document_length (colbert-ai's doc_maxlen).")
     mask_id = tokenizer.mask_token_id if expansion.get("token") is None else tokenizer.convert_tokens_to_ids(
         expansion["token"]
     )

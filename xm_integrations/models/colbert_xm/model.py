@@ -43,7 +43,7 @@ from xm_integrations.compat.sentence_transformers import LanguageMajorSorting, p
 from xm_integrations.engine import FastInferenceConfig, UnsetBatchSize, resolve_fast_inference
 from xm_integrations.engine.pipeline import encode_texts
 from xm_integrations.engine.precision import default_autocast_dtype
-from xm_integrations.errors import CheckpointError
+from xm_integrations.errors import ArgumentTypeError, CheckpointError, InvalidArgumentError
 from xm_integrations.languages.routing import (
     LanguageArg,
     MissingLanguageError,
@@ -188,14 +188,14 @@ class ColBERTXM(XmodWrapper, CompilableXmodMixin, LanguageMajorSorting, MultiVec
     def _transformer(self) -> Transformer:
         first = self[0]
         if not isinstance(first, Transformer):
-            raise TypeError(f"ColBERTXM needs a sentence-transformers Transformer as first module, got {type(first).__name__}.")
+            raise ArgumentTypeError(f"ColBERTXM needs a sentence-transformers Transformer as first module, got {type(first).__name__}.")
         return first
 
     def _multi_vector_mask(self) -> MultiVectorMask:
         for module in self:
             if isinstance(module, MultiVectorMask):
                 return module
-        raise TypeError("ColBERTXM needs a MultiVectorMask module (it drops pads and punctuation from documents).")
+        raise ArgumentTypeError("ColBERTXM needs a MultiVectorMask module (it drops pads and punctuation from documents).")
 
     def _configure_from_colbert_metadata(self, metadata: dict[str, Any]) -> None:
         configure_from_colbert_metadata(self, metadata, self._transformer(), self._multi_vector_mask())
@@ -372,7 +372,7 @@ class ColBERTXM(XmodWrapper, CompilableXmodMixin, LanguageMajorSorting, MultiVec
             return self._with_lang_ids(features, inputs)
         kwargs.pop("task")
         if kwargs.get("processing_kwargs"):
-            raise ValueError("ColBERTXM tokenizes exactly as colbert-ai does; processing_kwargs cannot change that.")
+            raise InvalidArgumentError("ColBERTXM tokenizes exactly as colbert-ai does; processing_kwargs cannot change that.")
         texts = [str(text) for text in inputs]
         if prompt and prompt.strip() not in self._marker_tokens():
             texts = [prompt + text for text in texts]
@@ -464,11 +464,11 @@ class ColBERTXM(XmodWrapper, CompilableXmodMixin, LanguageMajorSorting, MultiVec
                 padding alone, scoring noise), or ``top_k`` is not positive.
         """
         if not isinstance(query, str):
-            raise TypeError(f"query must be a str, got {type(query).__name__} ({query!r}).")
+            raise ArgumentTypeError(f"query must be a str, got {type(query).__name__} ({query!r}).")
         if not query.strip():
-            raise ValueError("query is empty: ColBERT-XM would score documents against <mask> padding alone.")
+            raise InvalidArgumentError("query is empty: ColBERT-XM would score documents against <mask> padding alone.")
         if top_k is not None and top_k < 1:
-            raise ValueError(f"top_k must be a positive integer or None, got {top_k}.")
+            raise InvalidArgumentError(f"top_k must be a positive integer or None, got {top_k}.")
         documents = list(documents)
         if not documents:
             return []
