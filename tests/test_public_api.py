@@ -77,9 +77,9 @@ def test_every_package_exception_derives_from_the_base() -> None:
     assert issubclass(errors.ValidationError, RuntimeError)
     # Every module that defines an exception re-exports the one from errors, never a copy.
     from xm_integrations import languages
-    from xm_integrations.languages import routing
     from xm_integrations.cli import _common
     from xm_integrations.hub import model_folder, upload, validate
+    from xm_integrations.languages import routing
 
     assert languages.UnknownLanguageError is errors.UnknownLanguageError
     assert routing.MissingLanguageError is errors.MissingLanguageError

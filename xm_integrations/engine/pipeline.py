@@ -1,7 +1,7 @@
 """Fast inference paths for XMOD models, as small functions the model classes can call.
 
-Each piece was kept because ``scripts/bench_rerank.py`` / ``scripts/bench_encode.py`` showed it
-paying on an H200 without costing accuracy (``docs/benchmarks.md`` has the numbers):
+Each piece was kept because ``benchmarks/bench_rerank.py`` / ``benchmarks/bench_encode.py`` showed it
+paying on an H200 without costing accuracy (``benchmarks/NOTES.md`` has the numbers):
 
 * :func:`install_fast_adapters` -- XMOD's ``XmodOutput.lang_adapter`` in transformers 5 loops over
   *every* adapter of the checkpoint (81 for xmod-base) in every layer, with a boolean-mask gather and
@@ -93,7 +93,7 @@ def _chunks(count: int, chunk_size: int, first: int = FIRST_CHUNK) -> list[range
     cost padding (a chunk of unsorted inputs cuts into batches of mixed lengths); the inputs are
     now ordered by their length in characters first (:func:`_input_order`), so each chunk holds
     similar lengths. Measured on an H200 against the previous 4,096 in input order: 0.93-1.12x
-    eager, 1.03-1.32x compiled (``docs/benchmarks.md``).
+    eager, 1.03-1.32x compiled (``benchmarks/NOTES.md``).
     """
     ranges, start, size = [], 0, max(1, min(first, chunk_size))
     while start < count:

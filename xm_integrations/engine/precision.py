@@ -20,7 +20,7 @@ def fast_path_enabled(setting: Any, device: Any) -> bool:
     :class:`~xm_integrations.FastInferenceConfig` means on). The fast path
     measured faster on every device: 12-14x the best stock
     configuration on an H200, and 1.3-2.9x the stock batching on a 2-core CPU since tokenization
-    goes straight through the Rust tokenizer and languages share batches (``docs/benchmarks.md``).
+    goes straight through the Rust tokenizer and languages share batches (``benchmarks/NOTES.md``).
     A list of devices means a pool, whose workers decide for themselves.
     """
     return resolve_fast_inference(setting) is not None and not isinstance(device, list)
@@ -29,7 +29,7 @@ def fast_path_enabled(setting: Any, device: Any) -> bool:
 def default_autocast_dtype(device: torch.device | str, weight_dtype: torch.dtype = torch.float32) -> torch.dtype | None:
     """What the fast path runs float32 weights' matrix products in: fp16 under autocast on CUDA, nothing on CPU.
 
-    Measured on an H200 (``docs/benchmarks.md``): ``MonoXM`` with fp16 autocast over float32 weights,
+    Measured on an H200 (``benchmarks/NOTES.md``): ``MonoXM`` with fp16 autocast over float32 weights,
     layer norms and residual stream is 12-14x the best stock configuration
     (``FlagReranker(use_fp16=True)``) with less than half its score error (max relative error
     2-3e-4 against 7e-4 to 1e-3), and it is how colbert-ai encodes on a GPU (its ``Checkpoint``

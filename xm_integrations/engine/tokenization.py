@@ -30,7 +30,7 @@ def _truncating_backend(tokenizer: Any, max_length: int | None, strategy: str = 
 
     A Unigram model's word cache (XLM-R's sentencepiece model) is switched off in the copy: it is
     one lock-guarded map shared by all of the tokenizer's Rust threads, and on a 16-CPU H200 host
-    that lock was the bound, 11.9k pairs/s with it against 21.6k without (``docs/benchmarks.md``).
+    that lock was the bound, 11.9k pairs/s with it against 21.6k without (``benchmarks/NOTES.md``).
     The cache only memoises words, so the ids are the same.
     """
     backend = getattr(tokenizer, "backend_tokenizer", None)

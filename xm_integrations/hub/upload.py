@@ -100,6 +100,21 @@ class PushResult:
     warnings: list[str] = field(default_factory=list)
 
 
+def _upload_token(token: str | None) -> str:
+    """The token to upload with (the argument, else huggingface_hub's), refused at once when offline or missing."""
+    if _offline():
+        raise UploadError("HF_HUB_OFFLINE is set, so huggingface_hub refuses to reach the Hub: unset it to upload, "
+                          "or use --dry-run OUT_DIR to see what would be uploaded.")
+    token = token or get_token()
+    if not token:
+        raise MissingTokenError(
+            "No Hugging Face token found, so nothing can be uploaded. Log in with `hf auth login`, or set the "
+            "HF_TOKEN environment variable to a token with write access (https://huggingface.co/settings/tokens); "
+            "use --dry-run OUT_DIR to see what would be uploaded without one."
+        )
+    return token
+
+
 def check_repo_id(repo_id: str) -> None:
     """Refuse a repo id the Hub would refuse: it must be ``namespace/name`` in the Hub's characters.
 
@@ -285,16 +300,7 @@ def push_to_hub(
     folder = read_model_folder(model_dir)
     check_serialization(folder)
     if dry_run_dir is None:
-        if _offline():
-            raise UploadError("HF_HUB_OFFLINE is set, so huggingface_hub refuses to reach the Hub: unset it to upload, "
-                              "or use --dry-run OUT_DIR to see what would be uploaded.")
-        token = token or get_token()
-        if not token:
-            raise MissingTokenError(
-                "No Hugging Face token found, so nothing can be uploaded. Log in with `hf auth login`, or set the "
-                "HF_TOKEN environment variable to a token with write access (https://huggingface.co/settings/tokens); "
-                "use --dry-run OUT_DIR to see what would be uploaded without one."
-            )
+        token = _upload_token(token)
     report = validate_model_folder(folder, tolerance=tolerance)
     options = card_options or CardOptions()
     options = CardOptions(license=options.license, base_model=options.base_model, datasets=options.datasets,

@@ -5,7 +5,7 @@ language code. When the caller does not know it (mixed-language corpora, user qu
 module guesses it with `py3langid <https://github.com/adbar/py3langid>`_, a naive-Bayes n-gram
 identifier whose model ships inside its wheel (no download at run time) and whose 140 labels
 cover all 81 XMOD languages. The choice was made by measurement on a hand-written held-out sample
-of all 81 languages; see ``docs/language_detection.md`` and ``scripts/bench_language_detection.py``.
+of all 81 languages; see ``docs/language_detection.md`` and ``benchmarks/bench_language_detection.py``.
 
 What this module adds on top of the library, and why:
 

@@ -77,7 +77,7 @@ class MonoXM(XmodWrapper, CompilableXmodMixin, CrossEncoderHooks, CrossEncoder):
     with float32 weights, accumulation and scores (on CPU in float32). A model loaded in half
     precision (``model_kwargs={"dtype": torch.float16}``) runs in it without autocast, with the
     score error of ``FlagReranker(use_fp16=True)``.
-    ``docs/benchmarks.md`` has the speed and the score error against float32.
+    ``benchmarks/NOTES.md`` has the speed and the score error against float32.
 
     Truncation: a pair longer than :attr:`max_seq_length` tokens (special tokens included) is cut
     by the tokenizer ``longest_first``: tokens are removed one at a time from whichever of query

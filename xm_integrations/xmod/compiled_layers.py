@@ -17,7 +17,7 @@ language (the stock batching's) is grouped for the encoder and put back after it
 fuses what eager mode runs as separate kernels: under fp16 autocast, the float32 residual stream
 and layer norms and the casts around every matrix product.
 
-Measured on an H200 (``docs/benchmarks.md``), xmod-base's shape under fp16 autocast, pre-tokenized
+Measured on an H200 (``benchmarks/NOTES.md``), xmod-base's shape under fp16 autocast, pre-tokenized
 32k-token batches: 36.6-40.2% model FLOPs utilisation with one language, 34.4-37.9% with five
 (eager: 28.6-31.6% / 26.8-30.1%), the first compilation 3-13 s. An earlier layout, with the adapters
 eager between graphs, reached the same with one language but 33.4% with five: it called 36 graphs
@@ -232,7 +232,7 @@ class CompilableXmodMixin:
         Keyword arguments go to :func:`torch.compile` (``dynamic`` defaults to ``True``: batches of
         any shape, padded or not, reuse one compilation per layout -- count of language runs). The
         first forward pass of each layout compiles (3-13 s on an H200; about 60 s with
-        ``options={"cpp_wrapper": True}``). Measured there (``docs/benchmarks.md``, 2026-12-01),
+        ``options={"cpp_wrapper": True}``). Measured there (``benchmarks/NOTES.md``, 2026-12-01),
         ``MonoXM`` on 10,000 pairs: 1.28x / 1.23x the default with one / five languages (33.2% /
         27.1% model FLOPs utilisation); on 1,000 pairs 1.15x / 1.52x. ``ColBERTXM`` on 100,000
         passages: 1.97x with one language, 0.86x with five (the host, not the GPU, sets that pace).
