@@ -42,7 +42,6 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from xm_integrations.engine import pipeline as fi  # noqa: E402
 from xm_integrations.languages.resolution import XMOD_LANGUAGE_CODES  # noqa: E402
 
 #: The five languages of the "mixed" workloads (adapter codes of xmod-base).
@@ -313,34 +312,31 @@ def compiled_variants(args: argparse.Namespace, model: torch.nn.Module, first_ca
 
 
 @contextlib.contextmanager
-def chunking(chunk_size: int, *, ordered: bool) -> Iterator[None]:
-    """The fast path's pipeline with chunks doubling up to ``chunk_size`` inputs, in input order
-    (``ordered=False``: the pipeline as it was before inputs were ordered by characters, with 4,096
-    pairs for reranking and 8,192 texts for encoding) or ordered by characters as the default is;
-    for rows that separate the ordering from the chunk size in one run."""
-    input_order, chunks = fi._input_order, fi._chunks
-    if not ordered:
-        fi._input_order = lambda sizes: np.arange(len(sizes))
-    fi._chunks = lambda count, _chunk_size, first=fi.FIRST_CHUNK: chunks(count, chunk_size, first)
+def fast_config(model: Any, **changes: Any) -> Iterator[None]:
+    """Run the block with ``model``'s fast path configured differently (public ``FastInferenceConfig``), then restore it."""
+    from dataclasses import replace
+
+    from xm_integrations import FastInferenceConfig
+    from xm_integrations.engine.config import resolve_fast_inference
+
+    saved = model.fast_inference
+    model.fast_inference = replace(resolve_fast_inference(saved) or FastInferenceConfig(), **changes)
     try:
         yield
     finally:
-        fi._input_order, fi._chunks = input_order, chunks
+        model.fast_inference = saved
 
 
-@contextlib.contextmanager
-def tokenizing_between_launches() -> Iterator[None]:
+def chunking(model: Any, chunk_size: int, *, ordered: bool):
+    """Chunks doubling up to ``chunk_size`` inputs, in input order (``ordered=False``: the pipeline as it
+    was before inputs were ordered by characters) or ordered by characters as the default is."""
+    return fast_config(model, chunk_size=chunk_size, order_by_length=ordered)
+
+
+def tokenizing_between_launches(model: Any):
     """The fast path without its background tokenizer thread: each chunk is tokenized by the thread
-    that queues the GPU work, after it queued the chunk before (the GPU runs that queue meanwhile).
-    For rows that test whether the second thread costs more, in GIL hand-offs on every operation
-    the launching thread queues, than its overlap buys (``benchmarks/NOTES.md``, 2026-12-02)."""
-    pipelined = fi.run_pipelined
-    fi.run_pipelined = lambda chunks, prepare, compute, background=True: pipelined(chunks, prepare, compute,
-                                                                                   background=False)
-    try:
-        yield
-    finally:
-        fi.run_pipelined = pipelined
+    that queues the GPU work, after it queued the chunk before (the GPU runs that queue meanwhile)."""
+    return fast_config(model, background_tokenization=False)
 
 
 def remove_compiled_layers(model: torch.nn.Module) -> None:

@@ -258,10 +258,10 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
     gpu_variants = cuda or args.all_variants
     measure("ColBERTXM (default)", colbertxm())
     if gpu_variants and bc.wanted(args, "ColBERTXM tokenizing between launches"):
-        with bc.tokenizing_between_launches():
+        with bc.tokenizing_between_launches(model):
             measure("ColBERTXM tokenizing between launches", colbertxm())
     if bc.wanted(args, "ColBERTXM unordered chunks of 8192"):
-        with bc.chunking(8192, ordered=False):
+        with bc.chunking(model, 8192, ordered=False):
             measure("ColBERTXM unordered chunks of 8192", colbertxm())
     _, first_texts, first_codes = workloads[0]
     for variant in bc.compiled_variants(
@@ -270,7 +270,7 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
             device, "ColBERTXM", gpu_variants=gpu_variants):
         measure(variant, colbertxm(), warm_full=True)
         if gpu_variants and bc.wanted(args, f"{variant} tokenizing between launches"):
-            with bc.tokenizing_between_launches():
+            with bc.tokenizing_between_launches(model):
                 measure(f"{variant} tokenizing between launches", colbertxm(), warm_full=True)
     model.fast_inference = False
     measure("ColBERTXM fast_inference=False", colbertxm(), subset=slow_n)

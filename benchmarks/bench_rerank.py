@@ -287,18 +287,18 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
                 device, prefix, gpu_variants=gpu_variants):
             runner.measure(variant, mono_predict(), warm_full=True)
             if gpu_variants and prefix == "MonoXM" and bc.wanted(args, f"{variant} tokenizing between launches"):
-                with bc.tokenizing_between_launches():
+                with bc.tokenizing_between_launches(mono):
                     runner.measure(f"{variant} tokenizing between launches", mono_predict(), warm_full=True)
 
     # What users get: the fast path (fp16 autocast on CUDA, float32 on CPU).
     runner.measure("MonoXM (default)", mono_predict())
     if gpu_variants and bc.wanted(args, "MonoXM tokenizing between launches"):
-        with bc.tokenizing_between_launches():
+        with bc.tokenizing_between_launches(mono):
             runner.measure("MonoXM tokenizing between launches", mono_predict())
     for ordered in (False, True):
         variant = f"MonoXM {'' if ordered else 'un'}ordered chunks of 4096"
         if bc.wanted(args, variant):
-            with bc.chunking(4096, ordered=ordered):
+            with bc.chunking(mono, 4096, ordered=ordered):
                 runner.measure(variant, mono_predict())
     measure_compiled("MonoXM")
     mono.fast_inference = False

@@ -1,27 +1,12 @@
-"""Fast inference paths for XMOD models, as small functions the model classes can call.
+"""The fast path put together: tokenize in chunks, plan batches by padded tokens, overlap the host with the device.
 
-Each piece was kept because ``benchmarks/bench_rerank.py`` / ``benchmarks/bench_encode.py`` showed it
-paying on an H200 without costing accuracy (``benchmarks/NOTES.md`` has the numbers):
-
-* :func:`install_fast_adapters` -- XMOD's ``XmodOutput.lang_adapter`` in transformers 5 loops over
-  *every* adapter of the checkpoint (81 for xmod-base) in every layer, with a boolean-mask gather and
-  scatter each time: 972 host-device synchronisations and ~8,000 kernel launches per forward pass,
-  whatever the batch holds. The replacement runs only the adapters present in the batch, on
-  contiguous slices (each batch's rows are grouped by language: one run per language present), and
-  gives the same numbers. It also raises on an out-of-range adapter id, where XMOD silently zeroes
-  the output.
-* :func:`default_autocast_dtype` / :func:`precision` -- fp16 matrix products (autocast over float32
-  weights, or half-precision weights as loaded), float32 accumulation in the matrix units, scores
-  upcast to float32.
-* :func:`plan_batches` -- batches cut by a token budget (padded tokens per batch) rather than by a
-  count, over inputs sorted by length; languages share batches, each batch's rows grouped by language.
-* :func:`pad_batch`, :func:`run_pipelined` -- inputs tokenized once, padded to a multiple of 8, pinned
-  and copied asynchronously while the previous batch runs; tokenization of the next chunk runs in a
-  background thread (the Rust tokenizer releases the GIL).
-* :func:`score_pairs` / :func:`encode_texts` -- the above put together for a sequence-classification
-  head (Mono-XM) and for token embeddings (ColBERT-XM).
-
-Nothing here changes what a model computes, except rounding from the chosen dtype.
+:func:`score_pairs` runs a sequence-classification XMOD model (Mono-XM) over (query, passage) pairs,
+:func:`encode_texts` an XMOD encoder with a caller's head (ColBERT-XM documents) over texts. Both
+order inputs by length in characters, tokenize chunk ``k + 1`` in a background thread while the
+device runs chunk ``k`` (:func:`run_pipelined`), cut each chunk into batches by a token budget with
+their rows grouped by language (:mod:`.planning`), and copy pinned batches asynchronously. Nothing
+changes what a model computes, except rounding from the chosen dtype (:mod:`.precision`). Why each
+piece is there, with the runs that kept it: ``benchmarks/NOTES.md``.
 """
 
 from __future__ import annotations
@@ -92,8 +77,7 @@ def _chunks(count: int, chunk_size: int, first: int = FIRST_CHUNK) -> list[range
     device waits. Chunks therefore stop growing at ``chunk_size``, kept small. Small chunks used to
     cost padding (a chunk of unsorted inputs cuts into batches of mixed lengths); the inputs are
     now ordered by their length in characters first (:func:`_input_order`), so each chunk holds
-    similar lengths. Measured on an H200 against the previous 4,096 in input order: 0.93-1.12x
-    eager, 1.03-1.32x compiled (``benchmarks/NOTES.md``).
+    similar lengths.
     """
     ranges, start, size = [], 0, max(1, min(first, chunk_size))
     while start < count:
@@ -112,8 +96,8 @@ def pool_chunk_size(count: int, workers: int) -> int:
 
     sentence-transformers' default (ten chunks per worker, at most 5,000) gives each worker calls of
     a few hundred pairs for 10,000: each call tokenizes before its GPU starts and plans batches over
-    that call only, so two H200s ran slower than one (0.77x). Two chunks per worker keep the load
-    balanced while each call is large enough for the fast path's pipeline.
+    that call only, so two GPUs ran slower than one. Two chunks per worker keep the load balanced
+    while each call is large enough for the fast path's pipeline.
     """
     return max(1, min(math.ceil(count / (2 * max(1, workers))), MAX_POOL_CHUNK))
 

@@ -17,11 +17,9 @@ def fast_path_enabled(setting: Any, device: Any) -> bool:
     """Whether a model class takes its fast path for a call on ``device`` (the call's ``device=``).
 
     ``setting`` is the class's ``fast_inference`` argument (default ``True``; a
-    :class:`~xm_integrations.FastInferenceConfig` means on). The fast path
-    measured faster on every device: 12-14x the best stock
-    configuration on an H200, and 1.3-2.9x the stock batching on a 2-core CPU since tokenization
-    goes straight through the Rust tokenizer and languages share batches (``benchmarks/NOTES.md``).
-    A list of devices means a pool, whose workers decide for themselves.
+    :class:`~xm_integrations.FastInferenceConfig` means on); it is the default on every device,
+    since it measured faster on each (``docs/performance.md``). A list of devices means a pool,
+    whose workers decide for themselves.
     """
     return resolve_fast_inference(setting) is not None and not isinstance(device, list)
 
@@ -29,11 +27,9 @@ def fast_path_enabled(setting: Any, device: Any) -> bool:
 def default_autocast_dtype(device: torch.device | str, weight_dtype: torch.dtype = torch.float32) -> torch.dtype | None:
     """What the fast path runs float32 weights' matrix products in: fp16 under autocast on CUDA, nothing on CPU.
 
-    Measured on an H200 (``benchmarks/NOTES.md``): ``MonoXM`` with fp16 autocast over float32 weights,
-    layer norms and residual stream is 12-14x the best stock configuration
-    (``FlagReranker(use_fp16=True)``) with less than half its score error (max relative error
-    2-3e-4 against 7e-4 to 1e-3), and it is how colbert-ai encodes on a GPU (its ``Checkpoint``
-    runs under ``torch.cuda.amp.autocast``). Weights already in half precision (a model loaded with
+    fp16 matrix products over float32 weights, layer norms and residual stream keep scores within
+    a few 1e-4 of float32, and are how colbert-ai encodes on a GPU (its ``Checkpoint`` runs under
+    ``torch.cuda.amp.autocast``). Weights already in half precision (a model loaded with
     ``dtype=torch.float16``) run as they are: ``None``, since autocast would only add float32 layer
     norms around them. CPU stays float32 (the CPU target is no regression against stock float32).
     """

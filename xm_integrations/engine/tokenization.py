@@ -2,7 +2,7 @@
 
 Gives exactly ``tokenizer(..., truncation=True, max_length=...)["input_ids"]`` (tested), through a
 private copy of the backend with truncation set once and the shared word cache switched off (its
-lock bounded 16 CPUs at half their rate on the H200 host). The cache switch is a tokenizers
+lock bounded 16 CPUs at half their rate). The cache switch is a tokenizers
 internal, reached through :mod:`xm_integrations.compat.tokenizers`.
 """
 
@@ -29,8 +29,8 @@ def _truncating_backend(tokenizer: Any, max_length: int | None, strategy: str = 
     made, so threads share it safely (transformers re-configures its own backend on each call).
 
     A Unigram model's word cache (XLM-R's sentencepiece model) is switched off in the copy: it is
-    one lock-guarded map shared by all of the tokenizer's Rust threads, and on a 16-CPU H200 host
-    that lock was the bound, 11.9k pairs/s with it against 21.6k without (``benchmarks/NOTES.md``).
+    one lock-guarded map shared by all of the tokenizer's Rust threads, and on a 16-CPU host that
+    lock bounded tokenization at about half its rate.
     The cache only memoises words, so the ids are the same.
     """
     backend = getattr(tokenizer, "backend_tokenizer", None)
@@ -66,10 +66,10 @@ def tokenize(
     """Token ids without padding, truncated with ``truncation`` (transformers' strategy name) to ``max_length``.
 
     The same ids as ``tokenizer(first, second, truncation=truncation, max_length=max_length,
-    add_special_tokens=add_special_tokens)["input_ids"]`` (``tests/test_fast_inference.py`` checks
+    add_special_tokens=add_special_tokens)["input_ids"]`` (``tests/engine/test_pipeline.py`` checks
     it), from the Rust backend directly: transformers' Python post-processing of each encoding
-    holds the GIL for tens of microseconds per input, which the H200 runs measured as the bound of
-    the pipeline (the background tokenizer thread starved the thread that launches the GPU work).
+    holds the GIL for tens of microseconds per input, enough to starve the thread that launches the
+    GPU work.
     A tokenizer without a Rust backend is called as usual.
     """
     backend = _truncating_backend(tokenizer, max_length, truncation)

@@ -17,15 +17,9 @@ language (the stock batching's) is grouped for the encoder and put back after it
 fuses what eager mode runs as separate kernels: under fp16 autocast, the float32 residual stream
 and layer norms and the casts around every matrix product.
 
-Measured on an H200 (``benchmarks/NOTES.md``), xmod-base's shape under fp16 autocast, pre-tokenized
-32k-token batches: 36.6-40.2% model FLOPs utilisation with one language, 34.4-37.9% with five
-(eager: 28.6-31.6% / 26.8-30.1%), the first compilation 3-13 s. An earlier layout, with the adapters
-eager between graphs, reached the same with one language but 33.4% with five: it called 36 graphs
-and ran the adapters' kernels one by one from Python, and with five languages the host took longer
-to queue a batch than the GPU to run it. Adapters through one grouped matrix product
-(``torch.nn.functional.grouped_mm``, one graph for every language mix) measured 37.2-37.5%, but
-compile only in bfloat16 in torch 2.11 (5-7e-3 relative error in the adapters' output, against
-6e-4 in fp16) and synchronise in fp16 eager mode: not used.
+Opt-in: each layout's first call compiles (seconds), which would dominate short jobs. Speed-ups
+and model FLOPs utilisation measured so far: ``docs/performance.md``; the layouts tried and
+dropped: ``benchmarks/NOTES.md``.
 """
 
 from __future__ import annotations
@@ -66,8 +60,7 @@ def _before_adapters(layer: torch.nn.Module, hidden_states: Tensor, attention_ma
     heads = attention.self
     batch, length = x.shape[:2]
     # Query, key and value as one matrix product over the concatenated weights (the concatenation is
-    # a few megabytes a layer, fused into the graph): 2.8-3.4% faster forward passes on an H200 than
-    # three products of a third the width each.
+    # a few megabytes a layer, fused into the graph): faster than three products of a third the width.
     weight = torch.cat([heads.query.weight, heads.key.weight, heads.value.weight])
     bias = torch.cat([heads.query.bias, heads.key.bias, heads.value.bias])
     qkv = F.linear(x, weight, bias).view(batch, length, 3, -1, heads.attention_head_size).permute(2, 0, 3, 1, 4)
@@ -231,12 +224,9 @@ class CompilableXmodMixin:
 
         Keyword arguments go to :func:`torch.compile` (``dynamic`` defaults to ``True``: batches of
         any shape, padded or not, reuse one compilation per layout -- count of language runs). The
-        first forward pass of each layout compiles (3-13 s on an H200; about 60 s with
-        ``options={"cpp_wrapper": True}``). Measured there (``benchmarks/NOTES.md``, 2026-12-01),
-        ``MonoXM`` on 10,000 pairs: 1.28x / 1.23x the default with one / five languages (33.2% /
-        27.1% model FLOPs utilisation); on 1,000 pairs 1.15x / 1.52x. ``ColBERTXM`` on 100,000
-        passages: 1.97x with one language, 0.86x with five (the host, not the GPU, sets that pace).
-        The first call's compilation would dominate short jobs, so it is not a default.
+        first forward pass of each layout compiles (seconds; about a minute with
+        ``options={"cpp_wrapper": True}``), which would dominate short jobs, so it is not a default
+        (speed-ups: ``docs/performance.md``).
         Positional arguments are refused, as :func:`torch.compile` takes none besides the model.
         """
         if args:
