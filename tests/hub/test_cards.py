@@ -15,7 +15,7 @@ from huggingface_hub import ModelCard, metadata_load
 
 from tests.hub.hub_fixtures import colbert_xm_fr, mono_xm_fr, xmod_classifier, xmod_encoder  # noqa: F401
 from tests.paths import REPO_ROOT
-from xm_integrations.hub.cards import CardOptions, render_model_card, sync_templates
+from xm_integrations.hub.cards import CardOptions, render_model_card
 from xm_integrations.testing import TINY_LANGUAGES, build_tiny_mono_xm, populate_hub_cache
 
 PYTHON_BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
@@ -127,31 +127,14 @@ def test_generic_xmod_card_needs_a_license(xmod_encoder: Path) -> None:
         render_model_card(xmod_encoder, "test-org/enc")
 
 
-def test_packaged_templates_equal_model_cards() -> None:
-    """The package ships a generated copy of model_cards/; run `python -m xm_integrations.hub sync-templates` after edits."""
-    source = REPO_ROOT / "model_cards"
-    packaged = REPO_ROOT / "xm_integrations" / "hub" / "templates"
-    names = sorted(p.name for p in source.glob("*.md") if p.name != "README.md")
-    assert names and sorted(p.name for p in packaged.glob("*.md")) == names
-    _, mismatch, errors = filecmp.cmpfiles(source, packaged, names, shallow=False)
-    assert not mismatch and not errors, f"stale packaged templates {mismatch}: run python -m xm_integrations.hub sync-templates"
+def test_the_package_ships_every_template() -> None:
+    """One copy of the templates, inside the package (and in its package data), and none elsewhere."""
+    from xm_integrations.hub.cards import TEMPLATE_NAMES, template_folder
 
-
-def test_sync_templates_reports_what_it_changes(tmp_path: Path) -> None:
-    source, target = tmp_path / "src", tmp_path / "dst"
-    source.mkdir()
-    (source / "a.md").write_text("A")
-    (source / "README.md").write_text("not a template")
-    target.mkdir()
-    (target / "old.md").write_text("stale")
-    assert sorted(sync_templates(source, target)) == ["a.md", "old.md"]
-    assert sorted(p.name for p in target.iterdir()) == ["a.md"]
-    assert sync_templates(source, target) == []
-
-
-# ----------------------------------------------------------------------------------------------
-# Every snippet runs, loading the model by the card's repo id through the offline hub cache.
-# ----------------------------------------------------------------------------------------------
+    folder = template_folder()
+    assert folder == REPO_ROOT / "xm_integrations" / "hub" / "templates"
+    assert all((folder / name).is_file() for name in TEMPLATE_NAMES.values())
+    assert not (REPO_ROOT / "model_cards").exists()
 
 
 def run_snippets(card: ModelCard, only: tuple[int, ...] | None = None) -> list[dict]:

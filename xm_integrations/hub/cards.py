@@ -1,10 +1,7 @@
 """Model cards for XMOD models: metadata through huggingface_hub's ``ModelCardData``, body from Jinja templates.
 
-The templates live in the repository's ``model_cards/`` folder, the one place they are edited. The
-package ships a generated copy under ``xm_integrations/hub/templates/`` so that an installed
-package renders the same cards; :func:`sync_templates` writes it and a test fails when the two
-differ. In a checkout (or an editable install) ``model_cards/`` is read directly, so an edit shows
-at once.
+The templates live in ``xm_integrations/hub/templates/``, the one place they are edited; the
+package ships that folder as it is.
 
 Every usage snippet in a card is runnable as written: the tests render cards for the tiny test
 checkpoints, file them in an offline hub cache under the card's repo id, and execute each
@@ -13,9 +10,7 @@ checkpoints, file them in an offline hub cache under the card's repo id, and exe
 
 from __future__ import annotations
 
-import filecmp
 import json
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +29,6 @@ __all__ = [
     "TEMPLATE_NAMES",
     "eval_results_from_document",
     "render_model_card",
-    "sync_templates",
     "template_folder",
 ]
 
@@ -46,7 +40,6 @@ TEMPLATE_NAMES: dict[ModelKind, str] = {
 }
 
 _PACKAGE_TEMPLATES = Path(__file__).parent / "templates"
-_REPOSITORY_TEMPLATES = Path(__file__).resolve().parents[2] / "model_cards"
 
 _METRIC_NAMES = {"mrr": "MRR", "ndcg": "nDCG", "recall": "Recall"}
 _TASKS = {"retrieval": ("text-retrieval", "Retrieval"), "reranking": ("text-ranking", "Reranking")}
@@ -122,29 +115,8 @@ class CardOptions:
 
 
 def template_folder() -> Path:
-    """``model_cards/`` in a checkout, else the copy shipped inside the package."""
-    if all((_REPOSITORY_TEMPLATES / name).is_file() for name in TEMPLATE_NAMES.values()):
-        return _REPOSITORY_TEMPLATES
+    """The folder of the card templates (inside the package)."""
     return _PACKAGE_TEMPLATES
-
-
-def sync_templates(source: Path = _REPOSITORY_TEMPLATES, target: Path = _PACKAGE_TEMPLATES) -> list[str]:
-    """Copy the templates from ``model_cards/`` into the package; returns the names that changed.
-
-    Run ``python -m xm_integrations.hub sync-templates`` after editing a template.
-    """
-    target.mkdir(parents=True, exist_ok=True)
-    changed = []
-    names = sorted(path.name for path in source.glob("*.md") if path.name != "README.md")
-    for name in names:
-        if not (target / name).is_file() or not filecmp.cmp(source / name, target / name, shallow=False):
-            shutil.copyfile(source / name, target / name)
-            changed.append(name)
-    for stale in target.glob("*.md"):
-        if stale.name not in names:
-            stale.unlink()
-            changed.append(stale.name)
-    return changed
 
 
 def _python_string(text: str) -> str:
