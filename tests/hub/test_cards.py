@@ -195,16 +195,6 @@ def test_colbert_transformers_snippet_matches_colbert_ai(colbert_xm_fr: Path, hu
     np.testing.assert_allclose(namespace["query_vectors"][0].numpy(), arrays["fr_XX.query_embeddings"][0], atol=1e-5)
 
 
-def test_installed_package_renders_from_its_template_copy(monkeypatch: pytest.MonkeyPatch, mono_xm_fr: Path,
-                                                           tmp_path: Path) -> None:
-    import xm_integrations.hub.cards as cards
-
-    from_checkout = str(render_model_card(mono_xm_fr, "x/y"))
-    monkeypatch.setattr(cards, "_REPOSITORY_TEMPLATES", tmp_path / "no-checkout")
-    assert cards.template_folder() == REPO_ROOT / "xm_integrations" / "hub" / "templates"
-    assert str(render_model_card(mono_xm_fr, "x/y")) == from_checkout
-
-
 def test_tiny_colbert_card_states_lengths(colbert_xm_fr: Path, tiny_colbert_xm: Path) -> None:
     metadata = json.loads((tiny_colbert_xm / "artifact.metadata").read_text())
     text = render_model_card(colbert_xm_fr, "x/colbert").text
