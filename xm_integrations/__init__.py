@@ -1,7 +1,12 @@
 """XMOD retrieval models (ColBERT-XM, Mono-XM) as first-class citizens of sentence-transformers and FlagEmbedding.
 
-Model classes are imported on first use, so ``import xm_integrations`` stays cheap and FlagEmbedding
-remains optional.
+Model classes are imported on first use, so ``import xm_integrations`` stays cheap (no torch) and
+FlagEmbedding remains optional. The layers, bottom up: :mod:`.errors`; :mod:`.languages` (what
+people type, one adapter per input); :mod:`.compat` (every private upstream name); :mod:`.xmod` (every
+contact with transformers' XMOD); :mod:`.engine` (the fast inference path); :mod:`.scoring`
+(MaxSim); :mod:`.models` (``MonoXM``, ``ColBERTXM`` and their shared core);
+:mod:`.integrations` (FlagEmbedding); then :mod:`.evaluation`, :mod:`.hub`, :mod:`.cli` and
+:mod:`.testing` on top.
 """
 
 from __future__ import annotations

@@ -69,7 +69,20 @@ class MissingLanguageError(XMIntegrationsError, ValueError):
 
 
 class AdapterIndexError(XMIntegrationsError, IndexError):
-    """An adapter index outside the checkpoint's languages (XMOD would silently zero that adapter)."""
+    """Adapter indices outside the checkpoint's languages (XMOD would silently zero that adapter's output).
+
+    Attributes:
+        bad_ids: The offending indices, sorted.
+        num_languages: How many adapters the checkpoint has.
+    """
+
+    def __init__(self, bad_ids: Sequence[int], num_languages: int) -> None:
+        self.bad_ids, self.num_languages = sorted(bad_ids), num_languages
+        super().__init__(f"Language adapter ids {self.bad_ids} are out of range: the checkpoint has {num_languages} "
+                         f"adapters (ids 0 to {num_languages - 1}).")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (AdapterIndexError, (self.bad_ids, self.num_languages))
 
 
 class CheckpointError(XMIntegrationsError, ValueError):

@@ -6,7 +6,9 @@
 * :func:`render_model_card`: the README.md, metadata through huggingface_hub's ``ModelCardData``.
 * :func:`push_to_hub`: all of the above, then one commit (or a dry run).
 
-The command line exposes them as ``xm-integrations convert``, ``push`` and ``evaluate``.
+The command line exposes them as ``xm-integrations convert``, ``push`` and ``evaluate``. May import
+the model classes (to load what it validates and converts), :mod:`xm_integrations.evaluation.results`
+and huggingface_hub; nothing imports it but the command line.
 """
 
 from xm_integrations.hub.cards import CardOptions, eval_results_from_document, render_model_card

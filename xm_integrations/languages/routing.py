@@ -199,10 +199,7 @@ def check_lang_ids(lang_ids: torch.Tensor, num_languages: int) -> None:
     """
     if lang_ids.numel() and (int(lang_ids.min()) < 0 or int(lang_ids.max()) >= num_languages):
         bad = sorted({int(i) for i in lang_ids.tolist() if not 0 <= i < num_languages})
-        raise AdapterIndexError(
-            f"Language adapter ids {bad} are out of range: the checkpoint has {num_languages} adapters "
-            f"(ids 0 to {num_languages - 1})."
-        )
+        raise AdapterIndexError(bad, num_languages)
 
 
 def routed_lang_ids(batch: Sequence[object], num_languages: int) -> torch.Tensor | None:

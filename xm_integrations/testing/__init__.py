@@ -2,7 +2,9 @@
 
 The Hugging Face Hub is unreachable from our machines and CI, so tests, the demo and the benchmarks
 build small XMOD checkpoints in seconds and, where loading by repo id matters, place them in a
-Hugging Face hub cache that ``HF_HUB_OFFLINE=1`` resolves through huggingface_hub's own code.
+Hugging Face hub cache that ``HF_HUB_OFFLINE=1`` resolves through huggingface_hub's own code. Imports
+transformers and tokenizers, never the package's model classes (the tests compare those with
+what it builds).
 """
 
 from xm_integrations.testing.checkpoints import (

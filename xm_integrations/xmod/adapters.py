@@ -35,7 +35,7 @@ def lang_segments(lang_ids: Tensor | Sequence[int], num_languages: int | None = 
     language's ids with ``torch.ones``) are accepted.
 
     Raises:
-        IndexError: an id outside ``[0, num_languages)`` (XMOD would silently zero the adapter output).
+        AdapterIndexError: an id outside ``[0, num_languages)`` (XMOD would silently zero the adapter output).
     """
     if isinstance(lang_ids, Tensor):
         cached = getattr(_segment_cache, "entry", None)
@@ -53,10 +53,7 @@ def lang_segments(lang_ids: Tensor | Sequence[int], num_languages: int | None = 
     if num_languages is not None:
         bad = sorted({index for index, _, _ in segments if not 0 <= index < num_languages})
         if bad:
-            raise AdapterIndexError(
-                f"Language adapter ids {bad} are out of range: the checkpoint has {num_languages} adapters "
-                f"(ids 0 to {num_languages - 1})."
-            )
+            raise AdapterIndexError(bad, num_languages)
     if isinstance(lang_ids, Tensor):
         _segment_cache.entry = (weakref.ref(lang_ids), segments)
     return segments
