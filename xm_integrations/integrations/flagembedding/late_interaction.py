@@ -21,6 +21,7 @@ import torch
 
 from xm_integrations.engine import UnsetBatchSize
 from xm_integrations.errors import ArgumentTypeError
+from xm_integrations.languages.mixin import XmodLanguageMixin
 from xm_integrations.languages.routing import LanguageArg
 from xm_integrations.models.colbert_xm.model import ColBERTXM
 from xm_integrations.models.reranking import as_pair_batch, check_pairs, pair_languages
@@ -51,7 +52,7 @@ def _first_device(devices: str | int | Sequence[str | int] | None) -> str | None
     return str(device)
 
 
-class XMColBERTReranker:
+class XMColBERTReranker(XmodLanguageMixin):
     """A ``FlagReranker``-compatible reranker scoring pairs with ColBERT-XM's MaxSim.
 
     Accepts ``FlagReranker``'s constructor arguments and ``compute_score`` call, and adds the
@@ -142,19 +143,9 @@ class XMColBERTReranker:
             model.set_default_language(language)
 
     # The language API of ColBERTXM, for code that holds the reranker.
-    @property
-    def languages(self) -> tuple[str, ...]:
-        """The checkpoint's adapter codes."""
-        return self.model.languages
-
-    @property
-    def default_language(self) -> str | None:
-        """The adapter used when no language is given."""
-        return self.model.default_language
-
-    def set_default_language(self, language: str) -> None:
-        """Set the default adapter from any code, tag or name (``"fr"``, ``"fr-FR"``, ``"French"``)."""
-        self.model.set_default_language(language)
+    def _xmod_model(self) -> Any:
+        """The XMOD model of the wrapped :class:`ColBERTXM`: the language API is the shared mixin's."""
+        return self.model._xmod_model()
 
     def _warn_about_lengths(self, query_max_length: int | None, max_length: int | None) -> None:
         encoding = self.model.colbert_encoding
