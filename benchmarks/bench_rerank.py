@@ -259,7 +259,7 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
     def model_prepare(max_tokens: int):
         def prepare(pairs, langs):
             sequences = tokenization.tokenize(mono.tokenizer, [p[0] for p in pairs], [p[1] for p in pairs], max_length=max_length)
-            return fi._prepare_batches(sequences, _lang_index(languages, langs), mono.tokenizer.pad_token_id,
+            return fi.prepare_batches(sequences, _lang_index(languages, langs), mono.tokenizer.pad_token_id,
                                        max_tokens, None, True, cuda), len(pairs)
         return prepare
 
@@ -269,7 +269,7 @@ def run_benchmark(args: argparse.Namespace) -> list[dict]:
         dev = torch.device(device)
         out = torch.empty(count, dtype=torch.float32, device=dev)
         for indices, input_ids, attention_mask, batch_langs, padded in batches:
-            mask = fi._model_attention_mask(hf, attention_mask.to(dev, non_blocking=True), padded)
+            mask = fi.model_attention_mask(hf, attention_mask.to(dev, non_blocking=True), padded)
             logits = hf(input_ids=input_ids.to(dev, non_blocking=True), attention_mask=mask,
                         lang_ids=batch_langs).logits
             out[torch.from_numpy(indices).to(dev)] = logits[:, 0].float()

@@ -24,7 +24,7 @@ def _prepare(kind, payload, langs, max_tokens, pad_id, doc_maxlen, marker_id):
         seqs = tokenization.tokenize(_TOK, [q for q, _ in payload], [p for _, p in payload], max_length=512)
     else:
         seqs = colbert_head.colbert_document_ids(_TOK, payload, doc_maxlen=doc_maxlen, marker_id=marker_id)
-    batches = fi._prepare_batches(seqs, langs, pad_id, max_tokens, None, True, False)
+    batches = fi.prepare_batches(seqs, langs, pad_id, max_tokens, None, True, False)
     return [(i, a.numpy(), m.numpy(), None if l is None else l.numpy(), p) for i, a, m, l, p in batches]
 
 def main():
@@ -63,7 +63,7 @@ def main():
                 if device.type == "cuda":
                     ids_t, mask_t = ids_t.pin_memory(), mask_t.pin_memory()
                 ids_t = ids_t.to(device, non_blocking=True); mask_t = mask_t.to(device, non_blocking=True)
-                mm = fi._model_attention_mask(xmod, mask_t, padded)
+                mm = fi.model_attention_mask(xmod, mask_t, padded)
                 outs.append((chunk[idx], forward(ids_t, mask_t, mm, torch.from_numpy(bl))))
         return outs
 

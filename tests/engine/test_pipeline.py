@@ -173,9 +173,9 @@ def test_score_pairs_batch_without_padding(classifier, tokenizer):
     pairs = [pair for pair in _pairs(3000, seed=8) if len(tokenizer(*pair)["input_ids"]) == 16][:6]
     assert len(pairs) == 6
     sequences = tokenization.tokenize(tokenizer, [q for q, _ in pairs], [p for _, p in pairs], max_length=128)
-    [(_, input_ids, attention_mask, _, padded)] = fi._prepare_batches(sequences, None, 1, 4096, None, True, False)
+    [(_, input_ids, attention_mask, _, padded)] = fi.prepare_batches(sequences, None, 1, 4096, None, True, False)
     assert not padded and bool(attention_mask.all())
-    assert fi._model_attention_mask(classifier, attention_mask, padded) is None
+    assert fi.model_attention_mask(classifier, attention_mask, padded) is None
     reference = _stock_logits(classifier, tokenizer, pairs, [1] * 6)
     scores = fi.score_pairs(classifier, tokenizer, pairs, [1] * 6, max_length=128)
     torch.testing.assert_close(scores, reference, rtol=1e-5, atol=1e-5)
@@ -184,11 +184,11 @@ def test_score_pairs_batch_without_padding(classifier, tokenizer):
 def test_model_attention_mask_forms(classifier):
     """SDPA gets its broadcastable boolean form (no ``mask.all()`` sync in transformers); eager keeps 2D."""
     mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
-    sdpa = fi._model_attention_mask(classifier, mask, True)
+    sdpa = fi.model_attention_mask(classifier, mask, True)
     assert sdpa.shape == (2, 1, 1, 4) and sdpa.dtype == torch.bool and torch.equal(sdpa[:, 0, 0], mask.bool())
-    assert fi._model_attention_mask(classifier, torch.ones(2, 4, dtype=torch.long), False) is None  # SDPA, no padding
+    assert fi.model_attention_mask(classifier, torch.ones(2, 4, dtype=torch.long), False) is None  # SDPA, no padding
     classifier.set_attn_implementation("eager")
-    assert fi._model_attention_mask(classifier, mask, True) is mask
+    assert fi.model_attention_mask(classifier, mask, True) is mask
 
 
 def test_score_pairs_default_language_and_empty(classifier, tokenizer):
@@ -289,13 +289,13 @@ def test_inputs_are_tokenized_longest_first_so_each_chunk_holds_similar_lengths(
     pairs = [("where is the tower", " ".join(["paris"] * int(k))) for k in rng.permutation(np.arange(1, 41))]
     assert [int(i) for i in fi._input_order([3, 9, 1, 9])] == [1, 3, 0, 2]  # longest first, ties in input order
     chunk_lengths = []
-    prepare_batches = fi._prepare_batches
+    prepare_batches = fi.prepare_batches
 
     def recording(sequences, *args, **kwargs):
         chunk_lengths.append([len(sequence) for sequence in sequences])
         return prepare_batches(sequences, *args, **kwargs)
 
-    monkeypatch.setattr(fi, "_prepare_batches", recording)
+    monkeypatch.setattr(fi, "prepare_batches", recording)
     scores = fi.score_pairs(classifier, tokenizer, pairs, [2] * len(pairs), max_length=128, chunk_size=8)
     assert [len(lengths) for lengths in chunk_lengths] == [8] * 5
     assert all(min(longer) >= max(shorter) for longer, shorter in zip(chunk_lengths, chunk_lengths[1:]))

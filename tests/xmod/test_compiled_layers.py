@@ -117,7 +117,7 @@ def test_unpadded_batches_share_the_padded_batches_graph(tokenizer):
     cl.compile_xmod_layers(model, backend=backend)
     batch = _batch(tokenizer)
     assert not batch["attention_mask"].all()
-    batch["attention_mask"] = fi._model_attention_mask(model, batch["attention_mask"], padded=True)
+    batch["attention_mask"] = fi.model_attention_mask(model, batch["attention_mask"], padded=True)
     unpadded = torch.tensor(np.random.default_rng(3).integers(5, len(tokenizer), size=(12, 20)))
     five_runs = torch.tensor([0, 3, 3, 1, 4, 2, 2])
     with torch.inference_mode():

@@ -32,7 +32,9 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "FIRST_CHUNK",
     "encode_texts",
+    "model_attention_mask",
     "pool_chunk_size",
+    "prepare_batches",
     "run_pipelined",
     "score_pairs",
 ]
@@ -106,7 +108,7 @@ def _model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def _model_attention_mask(model: torch.nn.Module, attention_mask: Tensor, padded: bool) -> Tensor | None:
+def model_attention_mask(model: torch.nn.Module, attention_mask: Tensor, padded: bool) -> Tensor | None:
     """The attention mask to give the XMOD model for a batch; ``padded``: whether any row is padded (known on the host).
 
     Under SDPA, transformers turns a 2D mask into SDPA's own form and first asks ``mask.all()`` to
@@ -121,7 +123,7 @@ def _model_attention_mask(model: torch.nn.Module, attention_mask: Tensor, padded
     return attention_mask[:, None, None, :].bool() if padded else None
 
 
-def _prepare_batches(
+def prepare_batches(
     sequences: list[list[int]],
     lang_ids: np.ndarray | None,
     pad_id: int,
@@ -131,6 +133,11 @@ def _prepare_batches(
     pin: bool,
     balance: bool = True,
 ) -> list[tuple[np.ndarray, Tensor, Tensor, Tensor | None, bool]]:
+    """Plan, pad and pin one chunk's batches: ``(indices, input_ids, attention_mask, lang_ids, padded)`` each.
+
+    The batches of :func:`~xm_integrations.engine.planning.plan_batches`; ``lang_ids`` stay on the
+    CPU (the adapter dispatch reads them without a device synchronisation).
+    """
     lengths = [len(sequence) for sequence in sequences]
     plan = plan_batches(
         lengths, lang_ids, max_tokens=max_tokens, max_batch_size=max_batch_size, group_languages=group_languages,
@@ -185,7 +192,7 @@ def _run_model(
     def prepare(chunk: np.ndarray):
         sequences = make_sequences(chunk)
         chunk_langs = None if langs is None else langs[chunk]
-        batches = _prepare_batches(sequences, chunk_langs, pad_id, max_tokens, max_batch_size, group_languages, pin,
+        batches = prepare_batches(sequences, chunk_langs, pad_id, max_tokens, max_batch_size, group_languages, pin,
                                    balance)
         return chunk, batches
 
@@ -195,7 +202,7 @@ def _run_model(
         for indices, input_ids, attention_mask, batch_langs, padded in batches:
             input_ids = input_ids.to(device, non_blocking=True)
             attention_mask = attention_mask.to(device, non_blocking=True)
-            model_mask = _model_attention_mask(model, attention_mask, padded)
+            model_mask = model_attention_mask(model, attention_mask, padded)
             outputs.append((chunk[indices], forward(input_ids, attention_mask, model_mask, batch_langs)))
         return outputs
 
