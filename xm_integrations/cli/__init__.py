@@ -74,10 +74,8 @@ def _report(error: BaseException, code: int, command: str) -> int:
 
 def _redact(text: str) -> str:
     """``text`` without the Hugging Face token, wherever it came from."""
-    try:
-        from huggingface_hub import get_token
-    except ImportError:  # pragma: no cover - a dependency
-        return text
+    from huggingface_hub import get_token
+
     token = get_token()
     return text.replace(token, "hf_***") if token else text
 

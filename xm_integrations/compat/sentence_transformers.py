@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from sentence_transformers import CrossEncoder
 
 __all__ = [
     "CrossEncoderHooks",
@@ -83,8 +82,3 @@ def skiplist_ids(mask: torch.nn.Module) -> torch.Tensor | None:
     keeps the stock path.
     """
     return getattr(mask, "_skiplist_ids", None)
-
-
-#: sentence-transformers checked here for the contract test: the stock class whose private steps
-#: :class:`CrossEncoderHooks` overrides.
-HOOKED_CLASS = CrossEncoder

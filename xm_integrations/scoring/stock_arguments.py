@@ -64,9 +64,9 @@ def stock_similarity(embeddings1: Any, embeddings2: Any, *, pairwise: bool, leng
     scores = score(queries, documents, query_mask=query_mask, document_mask=document_mask,
                    reduce="mean" if length_normalize else "sum", **kwargs)
     empty = _empty_documents(documents, document_mask)
-    if empty is not None and bool(empty.any()):
-        scores = scores.masked_fill(empty.to(scores.device) if pairwise else empty.to(scores.device)[None, :],
-                                    EMPTY_DOCUMENT_SCORE)
+    if empty is not None:  # filled unconditionally: asking whether any is empty would wait for the GPU
+        empty = empty.to(scores.device)
+        scores = scores.masked_fill(empty if pairwise else empty[None, :], EMPTY_DOCUMENT_SCORE)
     return scores.float().to(result_device)
 
 

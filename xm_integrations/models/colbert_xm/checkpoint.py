@@ -81,9 +81,10 @@ def inspect_colbert_checkpoint(files: CheckpointFiles) -> CheckpointSource:
     """
     modules = sentence_transformers_modules(files)
     if modules is not None:
-        for entry in modules:
-            if entry["type"].rsplit(".", 1)[-1] in ("Transformer", "Dense"):
-                weight_shapes(files, str(entry.get("path") or ""))
+        shapes = {  # every weighted module's header read once (and validated)
+            str(entry.get("path") or ""): weight_shapes(files, str(entry.get("path") or ""))
+            for entry in modules if entry["type"].rsplit(".", 1)[-1] in ("Transformer", "Dense")
+        }
         dense = module_path(modules, "Dense")
         if dense is None:
             raise CheckpointError(
@@ -91,7 +92,7 @@ def inspect_colbert_checkpoint(files: CheckpointFiles) -> CheckpointSource:
                 "no Dense module (the projection to token vectors): not a multi-vector (ColBERT-XM) model. A "
                 "cross-encoder such as Mono-XM loads with MonoXM or XMFlagReranker.",
             )
-        if "linear.weight" not in weight_shapes(files, dense):
+        if "linear.weight" not in shapes[dense]:
             raise CheckpointError(
                 files.find("model.safetensors", dense) or files.describe("model.safetensors", dense),
                 "no 'linear.weight' tensor: the projection to token vectors is missing. " + RESTORE,

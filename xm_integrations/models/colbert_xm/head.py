@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
+from sentence_transformers import MultiVectorEncoder
 from sentence_transformers.base.modules import Dense, Normalize, Transformer
 from sentence_transformers.multi_vector_encoder.modules import MultiVectorMask
 from torch import Tensor
 
 from xm_integrations.compat.sentence_transformers import skiplist_ids
+from xm_integrations.engine import UnsetBatchSize
+from xm_integrations.engine.pipeline import encode_texts
+from xm_integrations.engine.precision import default_autocast_dtype
 from xm_integrations.engine.tokenization import tokenize
 
-__all__ = ["ColBERTDocumentHead", "colbert_document_ids", "fast_head_parts"]
+__all__ = ["ColBERTDocumentHead", "colbert_document_ids", "encode_documents_fast", "fast_head_parts"]
 
 
 def colbert_document_ids(tokenizer: Any, texts: Sequence[str], *, doc_maxlen: int, marker_id: int) -> list[list[int]]:
@@ -81,3 +87,59 @@ def fast_head_parts(modules: list[torch.nn.Module]) -> tuple[Tensor, Tensor | No
         return None
     skiplist = skiplist_ids(mask) if "document" in mask.skiplist_tasks else None
     return dense.linear.weight, skiplist
+
+
+@torch.inference_mode()
+def encode_documents_fast(
+    model: Any,
+    texts: Sequence[Any],  # routed texts: each carries its lang_id
+    *,
+    batch_size: int = UnsetBatchSize(32),
+    show_progress_bar: bool | None = None,
+    convert_to_numpy: bool = False,
+    device: str | torch.device | None = None,
+    task: str | None = None,
+    prompt: str | None = None,
+    prompt_name: str | None = None,
+    output_value: str | None = "token_embeddings",
+    normalize_embeddings: bool = False,
+    truncate_dim: int | None = None,
+) -> list[Any]:
+    """Stock ``encode`` of routed documents through the fast path: the same list of ``(tokens, dim)``
+    tensors (on the model's device, or NumPy arrays with ``convert_to_numpy``).
+
+    Stock truncates the normalised vectors to ``truncate_dim`` and normalises them again; the
+    first ``truncate_dim`` rows of the projection, normalised once, are the same vectors (a
+    vector's direction does not depend on its scale) for a smaller matrix product.
+    """
+    config = model._fast_config()
+    engine = config.engine_kwargs(batch_size)
+    if show_progress_bar is None:
+        show_progress_bar = logging.getLogger(MultiVectorEncoder.__module__).getEffectiveLevel() <= logging.INFO
+    if device is not None:
+        model.to(device)
+    model.eval()
+    weight, skiplist = model._fast_document_head_parts()
+    if truncate_dim is None:
+        truncate_dim = getattr(model, "truncate_dim", None)  # the model's default (sentence-transformers >= 6.3)
+    if truncate_dim is not None:
+        weight = weight[:truncate_dim]
+    head = ColBERTDocumentHead(weight, [] if skiplist is None else skiplist.to(weight.device),
+                               out_device="cpu" if convert_to_numpy else None,
+                               compact=not config.share_batch_storage)
+    encoding, tokenizer = model.colbert_encoding, model.tokenizer
+
+    def tokenize(chunk: Sequence[str]) -> list[list[int]]:
+        return colbert_document_ids(tokenizer, chunk, doc_maxlen=encoding.doc_maxlen,
+                                    marker_id=encoding.doc_marker_id)
+
+    lang_ids = np.fromiter((text.lang_id for text in texts), dtype=np.int64, count=len(texts))
+    xmod = model._xmod_model()
+    vectors = encode_texts(
+        xmod, tokenizer, [str(text) for text in texts], lang_ids, head=head, split=head.split,
+        tokenize_fn=tokenize, autocast_dtype=default_autocast_dtype(model.device, xmod.dtype),
+        show_progress_bar=show_progress_bar, progress_desc="Encoding documents", **engine,  # stock's label
+    )
+    if convert_to_numpy:
+        return [vector.float().numpy() if vector.dtype == torch.bfloat16 else vector.numpy() for vector in vectors]
+    return vectors

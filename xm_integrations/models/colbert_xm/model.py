@@ -41,8 +41,6 @@ from xm_integrations.compat.log_filters import (
 )
 from xm_integrations.compat.sentence_transformers import LanguageMajorSorting, placement_is_delegated
 from xm_integrations.engine import FastInferenceConfig, UnsetBatchSize, resolve_fast_inference
-from xm_integrations.engine.pipeline import encode_texts
-from xm_integrations.engine.precision import default_autocast_dtype
 from xm_integrations.errors import ArgumentTypeError, CheckpointError, InvalidArgumentError
 from xm_integrations.languages.routing import (
     LanguageArg,
@@ -59,7 +57,7 @@ from xm_integrations.models.colbert_xm.checkpoint import (
     inspect_colbert_checkpoint,
     read_encoding,
 )
-from xm_integrations.models.colbert_xm.head import ColBERTDocumentHead, colbert_document_ids, fast_head_parts
+from xm_integrations.models.colbert_xm.head import encode_documents_fast, fast_head_parts
 from xm_integrations.models.colbert_xm.tokenization import (
     ColBERTEncoding,
     colbert_skiplist_ids,
@@ -280,60 +278,9 @@ class ColBERTXM(XmodWrapper, CompilableXmodMixin, LanguageMajorSorting, MultiVec
         """The projection weight and skiplist ids the fast head needs; ``None`` when it cannot reproduce this pipeline."""
         return fast_head_parts(list(self))
 
-    @torch.inference_mode()
-    def _encode_documents_fast(
-        self,
-        texts: list[RoutedText],
-        *,
-        batch_size: int = UnsetBatchSize(32),
-        show_progress_bar: bool | None = None,
-        convert_to_numpy: bool = False,
-        device: str | torch.device | None = None,
-        task: str | None = None,
-        prompt: str | None = None,
-        prompt_name: str | None = None,
-        output_value: str | None = "token_embeddings",
-        normalize_embeddings: bool = False,
-        truncate_dim: int | None = None,
-    ) -> list[Any]:
-        """Stock ``encode`` of routed documents through the fast path: the same list of ``(tokens, dim)``
-        tensors (on the model's device, or NumPy arrays with ``convert_to_numpy``).
-
-        Stock truncates the normalised vectors to ``truncate_dim`` and normalises them again; the
-        first ``truncate_dim`` rows of the projection, normalised once, are the same vectors (a
-        vector's direction does not depend on its scale) for a smaller matrix product.
-        """
-        config = self._fast_config()
-        engine = config.engine_kwargs(batch_size)
-        if show_progress_bar is None:
-            show_progress_bar = logging.getLogger(MultiVectorEncoder.__module__).getEffectiveLevel() <= logging.INFO
-        if device is not None:
-            self.to(device)
-        self.eval()
-        weight, skiplist = self._fast_document_head_parts()
-        if truncate_dim is None:
-            truncate_dim = getattr(self, "truncate_dim", None)  # the model's default (sentence-transformers >= 6.3)
-        if truncate_dim is not None:
-            weight = weight[:truncate_dim]
-        head = ColBERTDocumentHead(weight, [] if skiplist is None else skiplist.to(weight.device),
-                                   out_device="cpu" if convert_to_numpy else None,
-                                   compact=not config.share_batch_storage)
-        encoding, tokenizer = self.colbert_encoding, self.tokenizer
-
-        def tokenize(chunk: Sequence[str]) -> list[list[int]]:
-            return colbert_document_ids(tokenizer, chunk, doc_maxlen=encoding.doc_maxlen,
-                                        marker_id=encoding.doc_marker_id)
-
-        lang_ids = np.fromiter((text.lang_id for text in texts), dtype=np.int64, count=len(texts))
-        xmod = self._xmod_model()
-        vectors = encode_texts(
-            xmod, tokenizer, [str(text) for text in texts], lang_ids, head=head, split=head.split,
-            tokenize_fn=tokenize, autocast_dtype=default_autocast_dtype(self.device, xmod.dtype),
-            show_progress_bar=show_progress_bar, progress_desc="Encoding documents", **engine,  # stock's label
-        )
-        if convert_to_numpy:
-            return [vector.float().numpy() if vector.dtype == torch.bfloat16 else vector.numpy() for vector in vectors]
-        return vectors
+    def _encode_documents_fast(self, texts: list[RoutedText], **kwargs: Any) -> list[Any]:
+        """Stock ``encode`` of routed documents through the fast path (:func:`.head.encode_documents_fast`)."""
+        return encode_documents_fast(self, texts, **kwargs)
 
     def encode_query(self, inputs: Any, *args: Any, language: LanguageArg = None, **kwargs: Any) -> Any:
         """Encode queries (``query_maxlen`` vectors each, ``<mask>`` augmentation included); see :meth:`encode`."""
