@@ -17,6 +17,9 @@ __all__ = [
     "ArgumentTypeError",
     "CheckpointError",
     "DatasetFormatError",
+    "DuplicateIdError",
+    "IndexFormatError",
+    "IndexModelMismatchError",
     "InputError",
     "InputFileNotFoundError",
     "InvalidArgumentError",
@@ -180,6 +183,34 @@ class InputFileNotFoundError(XMIntegrationsError, FileNotFoundError):
 
     def __str__(self) -> str:
         return Exception.__str__(self)
+
+
+class IndexFormatError(XMIntegrationsError, ValueError):
+    """A folder that is not an index this package wrote (foreign, corrupt, or of a newer format); nothing was changed."""
+
+
+class IndexModelMismatchError(XMIntegrationsError, ValueError):
+    """An encoder whose vectors would not be comparable with those of the index (another model, dim, lengths, markers).
+
+    Attributes:
+        differences: ``(field, in the index, in the model)`` for every field that differs.
+    """
+
+    def __init__(self, path: str, differences: Sequence[tuple[str, Any, Any]]) -> None:
+        self.path = path
+        self.differences = tuple(differences)
+        listed = "; ".join(f"{field}: index {ours!r}, model {theirs!r}" for field, ours, theirs in self.differences)
+        super().__init__(
+            f"The index {path} was built with another encoder ({listed}). Search and extend it with the model that "
+            f"built it, or build a new index for this model."
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (IndexModelMismatchError, (self.path, self.differences))
+
+
+class DuplicateIdError(XMIntegrationsError, ValueError):
+    """The same document id twice in one batch, or an id already in the index where ``on_existing="error"``."""
 
 
 class MissingExtraError(XMIntegrationsError, ImportError):

@@ -13,6 +13,7 @@ from xm_integrations.testing.checkpoints import (
     build_tiny_mono_xm,
     build_tiny_tokenizer,
 )
+from xm_integrations.testing.corpus import synthetic_passages
 from xm_integrations.testing.hub_cache import populate_hub_cache
 
 __all__ = [
@@ -21,4 +22,5 @@ __all__ = [
     "build_tiny_mono_xm",
     "build_tiny_tokenizer",
     "populate_hub_cache",
+    "synthetic_passages",
 ]

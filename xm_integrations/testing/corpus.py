@@ -79,3 +79,25 @@ SAMPLE_QUERIES: dict[str, str] = {
     "fr_XX": "Combien de caféine dans le thé vert ?",
     "de_DE": "Was ist Photosynthese?",
 }
+
+
+def synthetic_passages(count: int, *, seed: int = 0, min_words: int = 5, max_words: int = 30) -> list[dict]:
+    """``count`` deterministic passages for index tests and benchmarks, as the command line's JSON lines.
+
+    Each passage mixes words of one language's :data:`SAMPLE_PASSAGES` (cycling through the
+    languages), with ``id`` (``"p0"``, ``"p1"``, ...), ``language`` (its adapter code), and two
+    metadata fields to filter on: ``year`` (2000-2019) and ``source`` (``"news"`` for every third
+    passage, else ``"wiki"``).
+    """
+    import random
+
+    rng = random.Random(seed)
+    languages = list(SAMPLE_PASSAGES)
+    vocabulary = {code: " ".join(texts).split() for code, texts in SAMPLE_PASSAGES.items()}
+    passages = []
+    for position in range(count):
+        code = languages[position % len(languages)]
+        words = rng.choices(vocabulary[code], k=rng.randint(min_words, max_words))
+        passages.append({"id": f"p{position}", "text": " ".join(words), "language": code,
+                         "year": 2000 + position % 20, "source": "news" if position % 3 == 0 else "wiki"})
+    return passages

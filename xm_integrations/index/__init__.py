@@ -1,0 +1,29 @@
+"""Persistent multi-vector indexes: build once from a corpus, search in milliseconds, update in place.
+
+* :class:`MultiVectorIndex` (:mod:`.base`): the interface (add, search, delete, count, the model
+  record) and the model logic every backend shares: chunked encoding, exact MaxSim re-scoring,
+  Mono-XM reranking.
+* :class:`LanceDBIndex` (:mod:`.lancedb`): the embedded default, a folder on disk (needs the
+  ``lancedb`` extra).
+* :class:`IndexModelRecord` (:mod:`.record`): what an index knows about the model that built it.
+
+Each backend imports its engine when an index is opened, so ``import xm_integrations.index`` works
+without any of them installed.
+"""
+
+from xm_integrations.index.base import DEFAULT_CANDIDATES, AddResult, MultiVectorIndex, OnExisting
+from xm_integrations.index.documents import Passage, StoredDocument
+from xm_integrations.index.lancedb import LanceDBIndex
+from xm_integrations.index.record import IndexModelRecord
+
+__all__ = [
+    "DEFAULT_CANDIDATES",
+    "AddResult",
+    "IndexModelRecord",
+    "LanceDBIndex",
+    "MultiVectorIndex",
+    "OnExisting",
+    "Passage",
+    "StoredDocument",
+]
+

@@ -1,0 +1,378 @@
+"""The default index backend: LanceDB, embedded (a folder on disk, no server).
+
+Layout: one Lance table, ``passages``, in the index folder; one row per document with ``id``,
+``language``, ``text``, ``metadata`` (JSON) and ``vectors`` (the document's token vectors, a list of
+float16 vectors), plus one typed column per filterable metadata key (added when a key first
+appears). The :class:`~xm_integrations.index.IndexModelRecord` is kept in the table's schema
+metadata, so it is written in the same commit that creates the table.
+
+Candidate generation is LanceDB's multivector search over an IVF-PQ index of all token vectors:
+for each query token it finds the nearest stored tokens (``nprobes`` partitions probed), keeps per
+document the best similarity per query token (a missing one counts as the lowest seen) and sums
+them, an XTR-style estimate of MaxSim from PQ codes. The best ``candidates`` documents are then
+re-scored by exact MaxSim on their float16 vectors (:class:`~xm_integrations.index.MultiVectorIndex`).
+Documents written after the IVF-PQ index was trained are searched exhaustively until
+:meth:`LanceDBIndex.optimize` (run automatically after an add once they exceed a tenth of the
+index) folds them in; tables below ``min_documents_for_ann`` documents are searched exhaustively.
+
+Every write is one Lance commit: a reader opened at any time sees the index as of a commit, never
+half a chunk, and a killed writer leaves the last committed version. One writer at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from xm_integrations.errors import IndexFormatError, InvalidArgumentError, MissingExtraError
+from xm_integrations.index.base import MultiVectorIndex
+from xm_integrations.index.documents import DocumentBatch, StoredDocument, is_filterable_key
+from xm_integrations.index.record import IndexModelRecord
+from xm_integrations.scoring.stores import PackedTokens
+
+__all__ = ["LanceDBIndex"]
+
+_TABLE = "passages"
+_RECORD_KEY = b"xm_index"
+_VECTOR_INDEX = "vectors_idx"
+_ID_INDEX = "id_idx"
+_BASE_COLUMNS = ("id", "language", "text", "metadata", "vectors")
+
+
+def _import_lancedb() -> Any:
+    try:
+        import lancedb
+        import pyarrow  # noqa: F401
+    except ImportError as exc:
+        raise MissingExtraError(
+            "LanceDBIndex needs LanceDB: pip install 'xm-integrations[lancedb]' (or pip install 'lancedb>=0.40')."
+        ) from exc
+    return lancedb
+
+
+class LanceDBIndex(MultiVectorIndex):
+    """A multi-vector index in a local folder (LanceDB), searched by approximate candidates plus exact MaxSim.
+
+    Opening a folder that does not exist (or is empty) gives an empty index, created on the first
+    add; opening an existing index checks ``model`` against the model it was built with.
+
+    Example::
+
+        from xm_integrations import ColBERTXM, MonoXM
+        from xm_integrations.index import LanceDBIndex
+
+        index = LanceDBIndex("wiki-index", model=ColBERTXM("antoinelouis/colbert-xm"))
+        index.add_documents(passages, language="auto", show_progress_bar=True)  # re-run: resumes
+        index.search(["Was ist Photosynthese?"], language="de", top_k=10, filter={"language": "fr"})
+
+    Args:
+        path: The index folder.
+        model: The :class:`~xm_integrations.ColBERTXM` that encodes passages and queries (see
+            :class:`MultiVectorIndex`).
+        nprobes: IVF partitions probed per query token (LanceDB's default, 20, when None): with
+            ``candidates``, the knob that trades recall for latency.
+        min_documents_for_ann: Below this many documents no IVF-PQ index is trained and every
+            search is exhaustive (exact, and fast at that size).
+        num_partitions / num_sub_vectors: IVF-PQ shape; default: one partition per
+            ``target_partition_size`` token vectors, ``dim / 8`` sub-vectors (one byte each).
+        target_partition_size: Token vectors per IVF partition when ``num_partitions`` is None.
+        max_iterations: k-means iterations when training IVF and PQ (LanceDB's default is 50;
+            10 trains ~5x faster on this package's benchmarks without a measurable recall loss).
+
+    Raises:
+        IndexFormatError: ``path`` is a file, a folder holding something else, or a corrupt index.
+        IndexModelMismatchError: ``model`` does not match the model the index was built with.
+        MissingExtraError: LanceDB is not installed.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        model: Any = None,
+        *,
+        nprobes: int | None = None,
+        min_documents_for_ann: int = 1000,
+        num_partitions: int | None = None,
+        num_sub_vectors: int | None = None,
+        target_partition_size: int = 8192,
+        max_iterations: int = 10,
+    ) -> None:
+        super().__init__(model)
+        lancedb = _import_lancedb()
+        self.path = Path(path)
+        self.nprobes = nprobes
+        self.min_documents_for_ann = min_documents_for_ann
+        self.num_partitions = num_partitions
+        self.num_sub_vectors = num_sub_vectors
+        self.target_partition_size = target_partition_size
+        self.max_iterations = max_iterations
+        self._check_folder()
+        self._db = lancedb.connect(str(self.path), read_consistency_interval=timedelta(0))
+        self._table = self._open_table()
+        self._check_model()
+
+    # -- opening -----------------------------------------------------------------------------------------------
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    @property
+    def record(self) -> IndexModelRecord | None:
+        return self._record
+
+    @property
+    def table(self) -> Any:
+        """The underlying ``lancedb`` table (None until the first add), for what this class does not wrap."""
+        return self._table
+
+    def _check_folder(self) -> None:
+        if self.path.exists() and not self.path.is_dir():
+            raise IndexFormatError(f"{self.path} is a file, not an index folder; give a folder path.")
+        if self.path.is_dir():
+            contents = sorted(entry.name for entry in self.path.iterdir())
+            if contents and f"{_TABLE}.lance" not in contents:
+                raise IndexFormatError(
+                    f"{self.path} is not an xm-integrations index (it holds {', '.join(contents[:3])}"
+                    f"{', ...' if len(contents) > 3 else ''}); give a new or empty folder."
+                )
+
+    def _open_table(self) -> Any:
+        self._record: IndexModelRecord | None = None
+        if not (self.path / f"{_TABLE}.lance").exists():
+            return None
+        try:
+            table = self._db.open_table(_TABLE)
+            schema = table.schema
+        except Exception as exc:  # Lance reports a damaged manifest or data file in many ways
+            raise IndexFormatError(f"{self.path} holds a damaged index ({type(exc).__name__}: {exc}); "
+                                   f"rebuild it into a new folder.") from exc
+        raw = (schema.metadata or {}).get(_RECORD_KEY)
+        if raw is None or any(name not in schema.names for name in _BASE_COLUMNS):
+            raise IndexFormatError(f"{self.path} holds a LanceDB table that xm-integrations did not write (no model "
+                                   f"record); give a new or empty folder.")
+        self._record = IndexModelRecord.from_json(raw, str(self.path))
+        return table
+
+    def _create(self, record: IndexModelRecord) -> None:
+        import pyarrow as pa
+
+        schema = pa.schema(
+            [
+                pa.field("id", pa.string(), nullable=False),
+                pa.field("language", pa.string()),
+                pa.field("text", pa.string()),
+                pa.field("metadata", pa.string()),
+                pa.field("vectors", pa.list_(pa.list_(pa.float16(), record.dim))),
+            ],
+            metadata={_RECORD_KEY: record.to_json().encode()},
+        )
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._table = self._db.create_table(_TABLE, schema=schema)
+        self._record = record
+
+    # -- writing -----------------------------------------------------------------------------------------------
+
+    def _write(self, batch: DocumentBatch, *, upsert: bool) -> None:
+        data = self._arrow_batch(batch)
+        if upsert:
+            self._table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(data)
+        else:
+            self._table.add(data)
+
+    def _arrow_batch(self, batch: DocumentBatch) -> Any:
+        import pyarrow as pa
+
+        self._add_metadata_columns(batch.metadata)
+        schema = self._table.schema
+        offsets = batch.vectors.offsets.numpy().astype(np.int32)
+        tokens = pa.FixedSizeListArray.from_arrays(pa.array(batch.vectors.tokens.numpy().reshape(-1)), self.record.dim)
+        columns: dict[str, Any] = {
+            "id": pa.array(batch.ids, pa.string()),
+            "language": pa.array(batch.languages, pa.string()),
+            "text": pa.array(batch.texts, pa.string()),
+            "metadata": pa.array([json.dumps(entry, ensure_ascii=False) for entry in batch.metadata], pa.string()),
+            "vectors": pa.ListArray.from_arrays(pa.array(offsets), tokens),
+        }
+        for field in schema:
+            if field.name not in columns:
+                values = [_scalar(entry.get(field.name)) for entry in batch.metadata]
+                try:
+                    columns[field.name] = pa.array(values, field.type)
+                except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+                    raise InvalidArgumentError(
+                        f"metadata {field.name!r} is stored as {field.type} in {self.path}, but a document gives "
+                        f"{next(v for v in values if v is not None)!r}; keep one type per key."
+                    ) from exc
+        return pa.Table.from_pydict(columns, schema=schema)
+
+    def _add_metadata_columns(self, metadata: Sequence[Mapping[str, Any]]) -> None:
+        """Add a typed column for every filterable metadata key with scalar values that has none yet."""
+        import pyarrow as pa
+
+        known = set(self._table.schema.names)
+        new: dict[str, list[Any]] = {}
+        for entry in metadata:
+            for key, value in entry.items():
+                if key not in known and is_filterable_key(key) and _scalar(value) is not None:
+                    new.setdefault(key, []).append(value)
+        fields = []
+        for key, values in new.items():
+            kinds = {type(value) for value in values}
+            if kinds <= {bool}:
+                fields.append(pa.field(key, pa.bool_()))
+            elif kinds <= {int}:
+                fields.append(pa.field(key, pa.int64()))
+            elif kinds <= {int, float}:
+                fields.append(pa.field(key, pa.float64()))
+            elif kinds <= {str}:
+                fields.append(pa.field(key, pa.string()))
+            else:
+                raise InvalidArgumentError(f"metadata {key!r} mixes types ({', '.join(sorted(k.__name__ for k in kinds))}) "
+                                           f"in one batch; keep one type per key.")
+        if fields:
+            self._table.add_columns(fields)
+
+    def _existing_ids(self, ids: Sequence[str]) -> set[str]:
+        if self._table is None or not ids:
+            return set()
+        found = (self._table.search().where(_in_list("id", ids)).select(["id"]).limit(len(ids)).to_arrow())
+        return set(found.column("id").to_pylist())
+
+    def _delete(self, ids: Sequence[str]) -> None:
+        self._table.delete(_in_list("id", ids))
+
+    def _after_write(self) -> None:
+        """Train the IVF-PQ index once the table is large enough; fold new documents into it once they are many."""
+        if self._table is None:
+            return
+        if _VECTOR_INDEX not in {index.name for index in self._table.list_indices()}:
+            if self._table.count_rows() >= self.min_documents_for_ann:
+                self.optimize()
+            return
+        stats = self._table.index_stats(_VECTOR_INDEX)
+        if stats is not None and stats.num_unindexed_rows > max(stats.num_indexed_rows // 10, 0):
+            self.optimize()
+
+    def optimize(self, *, retrain: bool = False) -> None:
+        """Train the IVF-PQ index (and an id index) if there is none, else fold unindexed documents into it.
+
+        ``retrain=True`` trains the IVF-PQ index again on everything (worth it after the corpus
+        has grown several-fold: the partitions were trained on the first documents). Also
+        compacts the table's files. Runs in one commit per step; readers keep searching meanwhile.
+        """
+        from lancedb.index import BTree, IvfPq
+
+        if self._table is None or self._table.count_rows() == 0:
+            return
+        names = {index.name for index in self._table.list_indices()}
+        if _VECTOR_INDEX in names and not retrain:
+            self._table.optimize()
+            return
+        dim = self.record.dim
+        config = IvfPq(
+            distance_type="cosine",
+            num_partitions=self.num_partitions,
+            num_sub_vectors=self.num_sub_vectors or max(1, dim // 8),
+            max_iterations=self.max_iterations,
+            target_partition_size=None if self.num_partitions else self.target_partition_size,
+        )
+        self._table.create_index("vectors", config=config, replace=True, name=_VECTOR_INDEX)
+        if _ID_INDEX not in names:
+            self._table.create_index("id", config=BTree(), name=_ID_INDEX)
+
+    # -- reading -----------------------------------------------------------------------------------------------
+
+    def count(self, filter: Mapping[str, Any] | None = None, where: Any = None) -> int:
+        """How many documents the index holds (those matching ``filter`` and ``where``, when given)."""
+        if self._table is None:
+            return 0
+        return self._table.count_rows(self._sql(self._resolve_filter(filter), where))
+
+    def _candidates(self, query: torch.Tensor, limit: int, filter: dict[str, list[Any]], where: Any
+                    ) -> tuple[list[str], PackedTokens]:
+        search = (self._table.search(query.numpy().astype(np.float32), vector_column_name="vectors")
+                  .distance_type("cosine").limit(limit).select(["id", "vectors", "_distance"]))
+        if self.nprobes is not None:
+            search = search.nprobes(self.nprobes)
+        sql = self._sql(filter, where)
+        if sql:
+            search = search.where(sql, prefilter=True)
+        found = search.to_arrow()
+        return found.column("id").to_pylist(), self._packed(found.column("vectors"))
+
+    def _scan(self, filter: dict[str, list[Any]], where: Any, batch_documents: int
+              ) -> Iterator[tuple[list[str], PackedTokens]]:
+        query = self._table.search().select(["id", "vectors"]).limit(None)
+        sql = self._sql(filter, where)
+        if sql:
+            query = query.where(sql)
+        for batch in query.to_batches(batch_documents):
+            if batch.num_rows:
+                yield batch.column("id").to_pylist(), self._packed(batch.column("vectors"))
+
+    def _fetch(self, ids: Sequence[str]) -> dict[str, StoredDocument]:
+        if not ids:
+            return {}
+        found = (self._table.search().where(_in_list("id", ids)).select(["id", "text", "language", "metadata"])
+                 .limit(len(ids)).to_arrow().to_pylist())
+        return {row["id"]: StoredDocument(row["id"], row["text"], row["language"], json.loads(row["metadata"] or "{}"))
+                for row in found}
+
+    def _packed(self, column: Any) -> PackedTokens:
+        """A Lance ``list<fixed_size_list<float16>>`` column as float32 :class:`PackedTokens`, what MaxSim scores."""
+        import pyarrow as pa
+
+        lists = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        offsets = np.asarray(lists.offsets, dtype=np.int64)
+        flat = np.asarray(lists.values.values, dtype=np.float16).reshape(-1, self.record.dim)
+        flat = flat[offsets[0]:offsets[-1]].astype(np.float32)
+        return PackedTokens(torch.from_numpy(flat), torch.from_numpy(offsets - offsets[0]))
+
+    def _sql(self, filter: dict[str, list[Any]], where: Any) -> str | None:
+        clauses = []
+        for key, values in filter.items():
+            if key not in self._table.schema.names:
+                raise InvalidArgumentError(f"cannot filter on {key!r}: no document in {self.path} has it as a "
+                                           f"filterable field (fields: {', '.join(self._filterable_fields())}).")
+            clauses.append(_in_list(key, values))
+        if where is not None:
+            if not isinstance(where, str) or not where.strip():
+                raise InvalidArgumentError(f"where must be a non-empty SQL expression string, got {where!r}.")
+            clauses.append(f"({where})")
+        return " AND ".join(clauses) or None
+
+    def _filterable_fields(self) -> list[str]:
+        return [name for name in self._table.schema.names if name not in ("text", "metadata", "vectors")]
+
+    def drop(self) -> None:
+        """Delete the index folder and everything in it."""
+        shutil.rmtree(self.path, ignore_errors=True)
+        self._table, self._record = None, None
+
+
+def _scalar(value: Any) -> Any:
+    """A metadata value as a filterable column stores it: strings, numbers and booleans; anything else None."""
+    return value if isinstance(value, (str, int, float, bool)) else None
+
+
+def _in_list(column: str, values: Sequence[Any]) -> str:
+    """``column IN (...)`` in Lance SQL, with strings quoted (a ``'`` doubled) and the column name quoted."""
+    literals = ", ".join(_literal(value) for value in values)
+    return f"`{column}` IN ({literals})"
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
