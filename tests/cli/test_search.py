@@ -10,10 +10,9 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from tests.models.test_colbert_xm import ARRAYS, REFERENCE, _reference_documents, numpy_maxsim
 from xm_integrations.cli import main
 from xm_integrations.testing import TINY_LANGUAGES
-
-from tests.models.test_colbert_xm import ARRAYS, REFERENCE, _reference_documents, numpy_maxsim
 
 DOCUMENTS = REFERENCE["documents"]
 

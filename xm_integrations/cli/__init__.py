@@ -23,7 +23,7 @@ from xm_integrations.errors import XMIntegrationsError
 __all__ = ["build_parser", "main"]
 
 #: Sub-command modules, in the order ``--help`` lists them.
-_COMMANDS: tuple[str, ...] = ("rerank", "search", "convert", "evaluate", "push")
+_COMMANDS: tuple[str, ...] = ("rerank", "index", "search", "convert", "evaluate", "push")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -20,12 +20,13 @@ Nothing here imports torch or the models, so ``--help`` stays quick.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shutil
 import sys
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -34,6 +35,9 @@ from xm_integrations.errors import (
     ArgumentTypeError,
     CheckpointError,
     DatasetFormatError,
+    DuplicateIdError,
+    IndexFormatError,
+    IndexModelMismatchError,
     InputError,
     InputFileNotFoundError,
     InvalidArgumentError,
@@ -54,6 +58,7 @@ __all__ = [
     "check_device",
     "exit_code_for",
     "fail",
+    "iter_passages",
     "load_passages",
     "load_run_inputs",
     "missing_language_message",
@@ -62,6 +67,7 @@ __all__ = [
     "quiet_progress",
     "read_passages",
     "read_text_file",
+    "stream_passages",
     "terminal_safe",
     "write_jsonl",
     "write_table",
@@ -74,8 +80,9 @@ EXIT_FAILURE = 1
 
 #: The package errors that mean bad input or arguments (exit 2); any other package error exits 1.
 BAD_INPUT_ERRORS: tuple[type[Exception], ...] = (
-    AdapterIndexError, ArgumentTypeError, CheckpointError, DatasetFormatError, InputError, InputFileNotFoundError,
-    InvalidArgumentError, MissingLanguageError, ModelFolderError, OutputExistsError, UnknownLanguageError,
+    AdapterIndexError, ArgumentTypeError, CheckpointError, DatasetFormatError, DuplicateIdError, IndexFormatError,
+    IndexModelMismatchError, InputError, InputFileNotFoundError, InvalidArgumentError, MissingLanguageError,
+    ModelFolderError, OutputExistsError, UnknownLanguageError,
 )
 
 
@@ -86,6 +93,16 @@ class Passage:
     text: str
     id: Any = None
     language: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def as_record(self) -> dict[str, Any]:
+        """The passage as :meth:`xm_integrations.index.MultiVectorIndex.add_documents` takes it (metadata as keys)."""
+        record = {**self.metadata, "text": self.text}
+        if self.id is not None:
+            record["id"] = self.id
+        if self.language is not None:
+            record["language"] = self.language
+        return record
 
 
 # -- registration and options -------------------------------------------------------------------------------------
@@ -127,17 +144,19 @@ def positive_int(text: str) -> int:
     return value
 
 
-def add_input_options(parser: argparse.ArgumentParser, *, passages: str, default_model: str, model_kind: str) -> None:
+def add_input_options(parser: argparse.ArgumentParser, *, passages: str, default_model: str, model_kind: str,
+                      model_note: str = "") -> None:
     """Add the passages file (positional ``passages``), ``--model`` and ``--language``.
 
     ``rerank`` and ``search`` read passages and pick their adapters the same way; defining the
     options here keeps them so. ``model_kind`` completes the ``--model`` help ("... of
-    {model_kind}"). The command's own options go between this and :func:`add_run_options`.
+    {model_kind}"), ``model_note`` its default. The command's own options go between this and
+    :func:`add_run_options`.
     """
     parser.add_argument(passages, nargs="?", default="-",
                         help="file of passages, one per line or JSON lines; '-' or nothing reads stdin")
     parser.add_argument("-m", "--model", default=default_model,
-                        help=f"Hub repo id or local folder of {model_kind} (default: {default_model})")
+                        help=f"Hub repo id or local folder of {model_kind} (default: {default_model}{model_note})")
     parser.add_argument(
         "-l", "--language",
         help="language of the passages without their own: a code, tag or name ('fr', 'pt-BR', 'German'), or "
@@ -176,35 +195,53 @@ def read_passages(lines: Iterable[str], input_format: str = "auto", source: str 
     """Parse passages, one per line or JSON lines (``{"text": ..., "id": ..., "language": ...}``, only ``text`` required).
 
     ``input_format`` is ``"text"``, ``"jsonl"`` or ``"auto"`` (JSON lines when the first non-blank
-    line starts with ``{`` or ``"``). Blank lines are skipped in both formats.
+    line starts with ``{`` or ``"``). Blank lines are skipped in both formats. The other fields of
+    a JSON object are kept as the passage's ``metadata``.
 
     Raises:
         InputError: a malformed JSON line, or an object without a string ``"text"``; the message
             names the source and line number.
     """
-    lines = list(lines)
+    return list(iter_passages(lines, input_format, source))
+
+
+def iter_passages(lines: Iterable[str], input_format: str = "auto", source: str = "<stdin>") -> Iterator[Passage]:
+    """:func:`read_passages`, lazily: a line is read only when its passage is asked for (a corpus of any size).
+
+    A bad line raises when it is reached, after every passage before it was yielded.
+    """
+    lines = iter(lines)
+    buffered: list[str] = []
     if input_format == "auto":
-        first = next((line.lstrip() for line in lines if line.strip()), "")
+        for line in lines:
+            buffered.append(line)
+            if line.strip():
+                break
+        first = next((line.lstrip() for line in buffered if line.strip()), "")
         input_format = "jsonl" if first[:1] in ("{", '"') else "text"
-    if input_format == "text":
-        return [Passage(line.rstrip("\r\n")) for line in lines if line.strip()]
-    passages = []
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(itertools.chain(buffered, lines), start=1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{source}:{number}: not valid JSON ({exc.msg}); use --input-format text for plain lines.") from exc
-        if isinstance(record, str):
-            record = {"text": record}
-        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-            raise InputError(f'{source}:{number}: expected a JSON string or an object with a string "text" field.')
-        language = record.get("language")
-        if language is not None and not isinstance(language, str):
-            raise InputError(f'{source}:{number}: "language" must be a string such as "fr" or "auto".')
-        passages.append(Passage(record["text"], record.get("id"), language))
-    return passages
+        if input_format == "text":
+            yield Passage(line.rstrip("\r\n"))
+        else:
+            yield _json_passage(line, number, source)
+
+
+def _json_passage(line: str, number: int, source: str) -> Passage:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{source}:{number}: not valid JSON ({exc.msg}); use --input-format text for plain lines.") from exc
+    if isinstance(record, str):
+        record = {"text": record}
+    if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+        raise InputError(f'{source}:{number}: expected a JSON string or an object with a string "text" field.')
+    language = record.get("language")
+    if language is not None and not isinstance(language, str):
+        raise InputError(f'{source}:{number}: "language" must be a string such as "fr" or "auto".')
+    metadata = {key: value for key, value in record.items() if key not in ("text", "id", "language")}
+    return Passage(record["text"], record.get("id"), language, metadata)
 
 
 def load_passages(path: str, input_format: str = "auto") -> tuple[list[Passage], str]:
@@ -223,6 +260,44 @@ def load_passages(path: str, input_format: str = "auto") -> tuple[list[Passage],
     else:
         text, source = read_text_file(path, "passages"), path
     return read_passages(text.splitlines(keepends=True), input_format, source), source
+
+
+def stream_passages(path: str, input_format: str = "auto") -> tuple[Iterator[Passage], str]:
+    """The passages of ``path`` (``"-"``: stdin) read line by line, for corpora too large to read at once.
+
+    Returns the passages (lazily) and the name to cite in messages. A line that is not UTF-8 or
+    not a passage raises :class:`InputError` when it is reached, naming the line.
+
+    Raises:
+        InputError: stdin is a terminal, or the file cannot be opened.
+    """
+    if path == "-":
+        if sys.stdin is None or sys.stdin.isatty():
+            raise InputError("no passages: give a passages file, or pipe them on stdin.")
+        raw, source = getattr(sys.stdin, "buffer", None) or sys.stdin, "<stdin>"
+    else:
+        try:
+            raw, source = open(path, "rb"), path  # noqa: SIM115 - closed by _decoded_lines once read
+        except OSError as exc:
+            raise InputError(f"cannot read passages file {path}: {exc.strerror or exc}.") from None
+    return iter_passages(_decoded_lines(raw, source), input_format, source), source
+
+
+def _decoded_lines(raw: Any, source: str) -> Iterator[str]:
+    try:
+        for number, line in enumerate(raw, start=1):
+            if isinstance(line, str):
+                yield line.lstrip("\ufeff") if number == 1 else line
+                continue
+            try:
+                yield line.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(f"{source}:{number}: not UTF-8 text (byte 0x{line[exc.start]:02x}); convert the file "
+                                 f"to UTF-8, e.g. iconv -f latin1 -t utf-8 {source if source != '<stdin>' else 'FILE'}."
+                                 ) from None
+    finally:
+        if source != "<stdin>":
+            raw.close()
 
 
 def load_run_inputs(args: argparse.Namespace, path: str, what: str) -> list[Passage]:

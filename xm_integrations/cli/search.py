@@ -1,4 +1,4 @@
-"""``xm-integrations search``: search a small corpus with ColBERT-XM, optionally reranked by Mono-XM.
+"""``xm-integrations search``: search a corpus file or an index with ColBERT-XM, optionally reranked by Mono-XM.
 
 The corpus (a file, or stdin) is read as ``rerank`` reads passages: one per line, or JSON lines
 ``{"text": ..., "id": ..., "language": ...}`` (only ``text`` required). Every passage is encoded
@@ -7,6 +7,11 @@ once with ColBERT-XM through the adapter of its language (its own ``"language"``
 scored against every passage by exhaustive MaxSim: no index, so it suits corpora that fit in
 memory (thousands to a few hundred thousand passages). With ``--rerank`` the best ``--candidates``
 of each query are rescored by Mono-XM, each pair through the adapter of its passage.
+
+With ``--index DIR`` (built by ``xm-integrations index``) nothing is re-encoded: the queries are
+searched in the index (approximate candidates re-scored by exact MaxSim, or every passage with
+``--exact``), ``--where`` filters on ``id``, ``language`` and the metadata fields, and the model
+defaults to the one the index was built with.
 
 Passage reading, the options shared with ``rerank``, output and errors live in
 :mod:`xm_integrations.cli._common`. Heavy imports (torch, sentence-transformers) happen only when the
@@ -27,17 +32,19 @@ from xm_integrations.cli._common import (
     add_command,
     add_input_options,
     add_run_options,
+    check_device,
     load_run_inputs,
     missing_language_message,
     output_format,
     positive_int,
+    quiet_progress,
     read_text_file,
     terminal_safe,
     write_jsonl,
     write_table,
 )
 
-__all__ = ["DEFAULT_MODEL", "DEFAULT_RERANKER", "Query", "add_parser", "read_queries", "run", "search"]
+__all__ = ["DEFAULT_MODEL", "DEFAULT_RERANKER", "Query", "add_parser", "read_queries", "run", "search", "search_index"]
 
 #: The published checkpoints, loaded through the normal Hugging Face Hub path.
 DEFAULT_MODEL = "antoinelouis/colbert-xm"
@@ -57,14 +64,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser = add_command(
         subparsers,
         "search",
-        help="search a corpus file with ColBERT-XM (exhaustive MaxSim), optionally reranked by Mono-XM",
+        help="search a corpus file (exhaustive MaxSim) or an index with ColBERT-XM, optionally reranked by Mono-XM",
         description=(
             "Encode a corpus with ColBERT-XM, score every query against every passage by MaxSim, print the best. "
             "Passages come from a file or stdin, one per line or as JSON lines {\"text\": ..., \"id\": ..., "
             "\"language\": ...} (only text required). Each passage goes through the adapter of its own "
             "\"language\", else of --language ('auto' detects it), else of the checkpoint's default language; "
             "queries through --query-language, which defaults to --language. --rerank rescores the best "
-            "--candidates passages of each query with Mono-XM."
+            "--candidates passages of each query with Mono-XM. With --index DIR the index built by "
+            "'xm-integrations index' is searched instead of a corpus (--where filters it)."
         ),
         examples=(
             "xm-integrations search corpus.jsonl -q 'When was the Eiffel Tower built?' -q 'Was ist Photosynthese?' \\",
@@ -74,13 +82,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "xm-integrations search xm_integrations/data/demo_passages.jsonl --model /tmp/xm-tiny/colbert-xm \\",
             "    -q 'When was the Eiffel Tower built?' -q 'Combien de caféine dans le thé vert ?' \\",
             "    -q 'Was ist Photosynthese?' --language auto --top-k 3 --format table",
+            "xm-integrations search --index /tmp/xm-index -q 'Was ist Photosynthese?' --language de \\",
+            "    --where \"language = 'fr_XX'\" --format table",
         ),
         run=run,
     )
     queries = parser.add_mutually_exclusive_group(required=True)
     queries.add_argument("-q", "--query", action="append", help="a query (repeat for several)")
     queries.add_argument("--query-file", type=Path, help="a file of queries, one per line (blank lines skipped)")
-    add_input_options(parser, passages="corpus", default_model=DEFAULT_MODEL, model_kind="a ColBERT-XM checkpoint")
+    add_input_options(parser, passages="corpus", default_model=DEFAULT_MODEL, model_kind="a ColBERT-XM checkpoint",
+                      model_note="; with --index, the model the index was built with")
+    parser.set_defaults(model=None)  # resolved in run(): the index's recorded model, else DEFAULT_MODEL
+    parser.add_argument("--index", metavar="DIR", help="search this index (from 'xm-integrations index') instead of a corpus")
+    parser.add_argument("--where", metavar="EXPR",
+                        help="with --index: an SQL filter over id, language (adapter codes such as 'fr_XX') and the "
+                             "metadata fields, e.g. \"language = 'fr_XX' AND year >= 2020\"")
+    parser.add_argument("--exact", action="store_true",
+                        help="with --index: score every passage (exhaustive) instead of the approximate candidates")
     parser.add_argument("--query-language",
                         help="language of the queries, or 'auto' to detect each (default: --language)")
     parser.add_argument("-k", "--top-k", type=positive_int, default=10,
@@ -187,27 +205,44 @@ def search(
 def run(args: argparse.Namespace) -> int:
     """Run ``search``; returns the exit code (errors are raised, :func:`xm_integrations.cli.main` reports them)."""
     queries = read_queries(args)
-    passages = load_run_inputs(args, args.corpus, "the corpus")
+    if args.index is not None:
+        if args.corpus != "-":
+            raise InputError("give a corpus file or --index DIR, not both.")
+        check_device(args.device)
+        if args.no_progress:
+            quiet_progress()
+    else:
+        if args.where is not None or args.exact:
+            raise InputError("--where and --exact need --index DIR (a corpus file is always searched exhaustively).")
+        passages = load_run_inputs(args, args.corpus, "the corpus")
 
     from xm_integrations.engine import FastInferenceConfig
     from xm_integrations.errors import MissingLanguageError
     from xm_integrations.models.colbert_xm.model import ColBERTXM
 
     config = FastInferenceConfig(max_batch_tokens=args.max_batch_tokens)
-    model = ColBERTXM(args.model, device=args.device, fast_inference=config)
+    index = _open_index(args.index) if args.index is not None else None
+    model_name = args.model or (index.record.name_or_path if index is not None else None) or DEFAULT_MODEL
+    model = ColBERTXM(model_name, device=args.device, fast_inference=config)
     reranker = None
     if args.rerank:
         from xm_integrations.models.mono_xm import MonoXM
 
         reranker = MonoXM(args.reranker, device=args.device, fast_inference=config)
     try:
-        results = search(
-            model, queries, passages, language=args.language, query_language=args.query_language,
-            top_k=args.top_k, reranker=reranker, candidates=args.candidates, batch_size=args.batch_size,
-            show_progress_bar=not args.no_progress,
-        )
+        if index is not None:
+            index = type(index)(args.index, model=model)  # checks the model against the index's record
+            results = search_index(index, queries, language=args.query_language or args.language, top_k=args.top_k,
+                                   where=args.where, exact=args.exact, reranker=reranker, candidates=args.candidates,
+                                   batch_size=args.batch_size)
+        else:
+            results = search(
+                model, queries, passages, language=args.language, query_language=args.query_language,
+                top_k=args.top_k, reranker=reranker, candidates=args.candidates, batch_size=args.batch_size,
+                show_progress_bar=not args.no_progress,
+            )
     except MissingLanguageError:
-        raise MissingLanguageError(missing_language_message(args.model, "each passage and query")) from None
+        raise MissingLanguageError(missing_language_message(model_name, "each passage and query")) from None
 
     rows = [
         {"query": query.text, "query_index": query_index, "query_language": query.language, "rank": rank, **hit}
@@ -221,6 +256,45 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def search_index(
+    index: Any,
+    queries: list[str],
+    *,
+    language: str | None = None,
+    top_k: int = 10,
+    where: str | None = None,
+    exact: bool = False,
+    reranker: Any = None,
+    candidates: int = 100,
+    batch_size: int | None = None,
+) -> list[tuple[Query, list[dict[str, Any]]]]:
+    """:func:`search`'s results from an index (:class:`~xm_integrations.index.MultiVectorIndex` with its model).
+
+    Hits carry ``"id"``, ``"language"``, ``"text"``, ``"metadata"`` and ``"score"`` (MaxSim), plus
+    ``"rerank_score"`` when reranked (then ordered by it), as :func:`search` gives them.
+    """
+    model = index.model
+    codes = model._resolve_input_languages(language, len(queries), lambda positions: [queries[i] for i in positions])
+    found = index.search(queries, language=codes, top_k=top_k, where=where, exact=exact, reranker=reranker,
+                         rerank_candidates=candidates, return_text=True, return_metadata=True, batch_size=batch_size)
+    return [
+        (Query(query, code), [{"id": hit.pop("corpus_id"), "language": hit.pop("language"), "text": hit.pop("text"),
+                               **hit} for hit in hits])
+        for query, code, hits in zip(queries, codes, found)
+    ]
+
+
+def _open_index(path: str) -> Any:
+    from xm_integrations.index import LanceDBIndex
+
+    if not Path(path).is_dir():
+        raise InputError(f"no index at {path}: build one with xm-integrations index CORPUS --index {path}.")
+    index = LanceDBIndex(path)
+    if index.record is None:
+        raise InputError(f"{path} holds no index yet: build one with xm-integrations index CORPUS --index {path}.")
+    return index
+
+
 def _write_table(results: list[tuple[Query, list[dict[str, Any]]]], out: TextIO) -> None:
     """Per query: a heading, then rank, score(s), adapter, id (or corpus index) and the passage."""
     reranked = any("rerank_score" in hit for _, hits in results for hit in hits)
@@ -231,7 +305,7 @@ def _write_table(results: list[tuple[Query, list[dict[str, Any]]]], out: TextIO)
         out.write(f"query {number} [{query.language}]: {terminal_safe(' '.join(query.text.split()))}\n")
         cells = [
             (str(rank), f"{hit['score']:.4f}", *((f"{hit['rerank_score']:.4f}",) if reranked else ()),
-             hit["language"], str(hit.get("id", hit["index"])), hit["text"])
+             hit["language"], str(hit["id"] if "id" in hit else hit["index"]), hit["text"])
             for rank, hit in enumerate(hits, start=1)
         ]
         write_table(header, cells, out, numeric=2 + reranked)

@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 OnExisting = Literal["skip", "upsert", "error"]
 
 #: Documents per query proposed by the approximate stage and re-scored exactly (at least ``top_k``).
-DEFAULT_CANDIDATES = 200
+DEFAULT_CANDIDATES = 100
 
 
 @dataclass(frozen=True)

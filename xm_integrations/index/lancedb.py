@@ -21,6 +21,7 @@ half a chunk, and a killed writer leaves the last committed version. One writer 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -32,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from xm_integrations.errors import IndexFormatError, InvalidArgumentError, MissingExtraError
+from xm_integrations.errors import IndexFormatError, InvalidArgumentError, MissingExtraError, XMIntegrationsError
 from xm_integrations.index.base import MultiVectorIndex
 from xm_integrations.index.documents import DocumentBatch, StoredDocument, is_filterable_key
 from xm_integrations.index.record import IndexModelRecord
@@ -295,7 +296,9 @@ class LanceDBIndex(MultiVectorIndex):
         """How many documents the index holds (those matching ``filter`` and ``where``, when given)."""
         if self._table is None:
             return 0
-        return self._table.count_rows(self._sql(self._resolve_filter(filter), where))
+        sql = self._sql(self._resolve_filter(filter), where)
+        with _filter_errors(where):
+            return self._table.count_rows(sql)
 
     def _candidates(self, query: torch.Tensor, limit: int, filter: dict[str, list[Any]], where: Any
                     ) -> tuple[list[str], PackedTokens]:
@@ -306,7 +309,8 @@ class LanceDBIndex(MultiVectorIndex):
         sql = self._sql(filter, where)
         if sql:
             search = search.where(sql, prefilter=True)
-        found = search.to_arrow()
+        with _filter_errors(where):
+            found = search.to_arrow()
         return found.column("id").to_pylist(), self._packed(found.column("vectors"))
 
     def _scan(self, filter: dict[str, list[Any]], where: Any, batch_documents: int
@@ -315,7 +319,9 @@ class LanceDBIndex(MultiVectorIndex):
         sql = self._sql(filter, where)
         if sql:
             query = query.where(sql)
-        for batch in query.to_batches(batch_documents):
+        with _filter_errors(where):
+            batches = query.to_batches(batch_documents)
+        for batch in batches:
             if batch.num_rows:
                 yield batch.column("id").to_pylist(), self._packed(batch.column("vectors"))
 
@@ -357,6 +363,19 @@ class LanceDBIndex(MultiVectorIndex):
         """Delete the index folder and everything in it."""
         shutil.rmtree(self.path, ignore_errors=True)
         self._table, self._record = None, None
+
+
+@contextlib.contextmanager
+def _filter_errors(where: Any) -> Iterator[None]:
+    """Lance's error on a ``where`` it cannot parse or apply, as an :class:`InvalidArgumentError` that quotes it."""
+    try:
+        yield
+    except Exception as exc:
+        if where is None or isinstance(exc, XMIntegrationsError):
+            raise
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InvalidArgumentError(f"where {where!r} is not a filter this index can apply ({message}); use SQL over "
+                                   f"id, language and the metadata fields, e.g. \"language = 'fr_XX' AND year > 2000\".") from None
 
 
 def _scalar(value: Any) -> Any:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -65,6 +66,8 @@ class IndexModelRecord:
         transformer = model[0] if len(model) else None
         config = getattr(getattr(transformer, "auto_model", None), "config", None)
         name = getattr(card, "base_model", None) or getattr(config, "_name_or_path", None)
+        if name and os.path.isdir(name):  # a local folder: absolute, so that the index finds it from anywhere
+            name = os.path.abspath(name)
         languages = getattr(model, "languages", None)
         return cls(
             dim=int(model.get_embedding_dimension()),
