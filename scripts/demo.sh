@@ -23,3 +23,16 @@ echo "== ColBERT-XM searches the same corpus in three languages, then Mono-XM re
 "$PY" -m xm_integrations search xm_integrations/data/demo_passages.jsonl --model antoinelouis/colbert-xm \
     -q 'When was the Eiffel Tower built?' -q 'Combien de caféine dans le thé vert ?' -q 'Was ist Photosynthese?' \
     --language auto --top-k 3 --rerank --reranker antoinelouis/mono-xm --format table --no-progress
+
+echo
+echo "== ColBERT-XM builds an index on disk once (LanceDB; re-running skips what is indexed), then searches it"
+rm -rf "$DEMO/index"
+"$PY" -m xm_integrations index xm_integrations/data/demo_passages.jsonl --index "$DEMO/index" \
+    --model antoinelouis/colbert-xm --language auto --no-progress
+"$PY" -m xm_integrations search --index "$DEMO/index" \
+    -q 'When was the Eiffel Tower built?' -q 'Was ist Photosynthese?' --language auto --top-k 3 \
+    --rerank --reranker antoinelouis/mono-xm --format table --no-progress
+echo
+echo "== The same index, filtered to French passages"
+"$PY" -m xm_integrations search --index "$DEMO/index" -q 'When was the Eiffel Tower built?' --language en \
+    --where "language = 'fr_XX'" --top-k 2 --format table --no-progress
