@@ -129,12 +129,14 @@ def build_child(args: argparse.Namespace) -> None:
     if pending:
         index.add(ids, pending)
     write_s = time.perf_counter() - t0
+    write_peak = _peak_rss_mb()
     t0 = time.perf_counter()
     index.min_documents_for_ann = 1
     index.optimize()
     train_s = time.perf_counter() - t0
     peak = _peak_rss_mb()
-    print(json.dumps({"write_s": write_s, "train_s": train_s, "peak_rss_mb": peak, "baseline_rss_mb": baseline}))
+    print(json.dumps({"write_s": write_s, "train_s": train_s, "peak_rss_mb": peak, "write_peak_rss_mb": write_peak,
+                      "baseline_rss_mb": baseline}))
 
 
 def _peak_rss_mb() -> float:
@@ -270,13 +272,14 @@ def print_table(rows: list[dict]) -> None:
         cells = [f"{r.get(c):.3f}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in columns]
         ratio = base.get((r["corpus"], r["documents"]), 0) / r["p50_ms"]
         print("| " + " | ".join(cells) + f" | {ratio:.1f} |")
-    print("\n| corpus | documents | tokens | write s | train s | peak RSS MB (baseline) | index B/token | index / fp16 | "
-          "store B/token |")
+    print("\n| corpus | documents | tokens | write s | train s | peak RSS MB: after imports / writing / training | "
+          "index B/token | index / fp16 | re-scoring store B/token |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if r["variant"] == "build":
+            writing = f"{r['write_peak_rss_mb']:.0f}" if "write_peak_rss_mb" in r else "-"
             print(f"| {r['corpus']} | {r['documents']} | {r['tokens']} | {r['write_s']:.1f} | {r['train_s']:.1f} | "
-                  f"{r['peak_rss_mb']:.0f} ({r['baseline_rss_mb']:.0f}) | {r['index_bytes_per_token']:.1f} | "
+                  f"{r['baseline_rss_mb']:.0f} / {writing} / {r['peak_rss_mb']:.0f} | {r['index_bytes_per_token']:.1f} | "
                   f"{r['index_vs_fp16']:.3f} | {r['store_bytes_per_token']:.1f} |")
 
 
@@ -293,6 +296,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None)
     parser.add_argument("--work-dir", default=None)
+    parser.add_argument("--table-from", default=None, help="print the tables of a JSON written by --json, run nothing")
     parser.add_argument("--build-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--kind", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
@@ -300,6 +304,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.build_child:
         build_child(args)
+        return
+    if args.table_from:
+        print_table(json.loads(Path(args.table_from).read_text())["rows"])
         return
     args.candidates = [int(x) for x in args.candidates.split(",")]
     args.nprobes = [int(x) for x in args.nprobes.split(",")]
