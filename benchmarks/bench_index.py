@@ -11,7 +11,8 @@ For each corpus (``random`` and ``clustered`` token vectors, see :func:`corpus_c
 * **search**: p50/p99 latency of one query at a time, and recall@10 / @100 against exhaustive
   ``xm_integrations.maxsim`` over the whole corpus in memory, for a sweep of ``candidates`` and
   ``nprobes`` (the recall/latency knobs), for LanceDB's own re-scoring (``refine_factor``) instead of
-  ours, and for ``exact=True`` (the index's exhaustive scan).
+  ours, and for ``exact=True`` (the index's exhaustive scan). ``planted@10``: how often the document
+  a query was made from is in its top 10 (what is findable even where recall is ill-defined).
 * **baselines**: latency of exhaustive ``xm_integrations.maxsim`` (PackedTokens, float32) and of stock
   ``sentence_transformers.util.similarity.maxsim`` (padded with a mask) over the same corpus.
 
@@ -83,11 +84,14 @@ def corpus_chunk(kind: str, start: int, seed: int, vocabulary: np.ndarray | None
     return documents, topics.tolist()
 
 
-def make_queries(kind: str, count: int, corpus_size: int, seed: int, vocabulary: np.ndarray | None) -> list[np.ndarray]:
-    """Queries about a random document each: half of their tokens near its tokens, half from its topic (or random)."""
+def make_queries(kind: str, count: int, corpus_size: int, seed: int, vocabulary: np.ndarray | None
+                 ) -> tuple[list[np.ndarray], list[str]]:
+    """Queries about a random document each (returned with its id, the *planted* answer): half of their
+    tokens near its tokens, half from its topic (or random)."""
     rng = np.random.default_rng([seed, 12345])
-    queries = []
+    queries, targets = [], []
     for target in rng.integers(0, corpus_size, count):
+        targets.append(str(int(target)))
         start = int(target) // GEN_CHUNK * GEN_CHUNK
         documents, topics = corpus_chunk(kind, start, seed, vocabulary)
         document, topic = documents[int(target) - start], topics[int(target) - start]
@@ -98,7 +102,7 @@ def make_queries(kind: str, count: int, corpus_size: int, seed: int, vocabulary:
         else:
             rest = vocabulary[topic * WORDS_PER_TOPIC + rng.integers(0, WORDS_PER_TOPIC, QUERY_TOKENS - len(near))]
         queries.append(np.concatenate([near, rest]).astype(np.float32))
-    return queries
+    return queries, targets
 
 
 def iter_corpus(kind: str, size: int, seed: int):
@@ -173,6 +177,11 @@ def latencies(call, queries: list[np.ndarray]) -> tuple[list[float], list[Any]]:
     return times, outputs
 
 
+def planted_at(found: list[list[str]], planted: list[str], k: int) -> float:
+    """Share of queries whose planted document (the one the query was made from) is in the top ``k``."""
+    return float(np.mean([target in f[:k] for f, target in zip(found, planted)]))
+
+
 def recall(found: list[list[str]], truth: list[list[str]], k: int) -> float:
     return float(np.mean([len(set(f[:k]) & set(t[:k])) / k for f, t in zip(found, truth)]))
 
@@ -196,7 +205,7 @@ def exhaustive(kind: str, size: int, queries: list[np.ndarray], args: argparse.N
     times, scores = latencies(lambda q: maxsim([torch.from_numpy(q)], packed)[0], queries)
     truth = [[str(i) for i in torch.topk(s, 100).indices.tolist()] for s in scores]
     row = {"corpus": kind, "documents": size, "tokens": tokens, "variant": "exhaustive xm maxsim", **summary(times),
-           "recall@10": 1.0, "recall@100": 1.0}
+           "recall@10": 1.0, "recall@100": 1.0, "planted@10": planted_at(truth, args.planted, 10)}
     recorder.append(row)
     print(json.dumps(row), flush=True)
     padded, mask = pad_token_embeddings(documents)
@@ -214,7 +223,7 @@ def search_rows(index: Any, kind: str, size: int, queries: list[np.ndarray], tru
     def add(variant: str, times: list[float], found: list[list[str]], **extra: Any) -> None:
         row = {"corpus": kind, "documents": size, "tokens": tokens, "variant": variant, **summary(times),
                "recall@10": recall(found, truth, 10), "recall@100": recall(found, truth, 100) if len(found[0]) >= 100 else None,
-               **extra}
+               "planted@10": planted_at(found, args.planted[: len(found)], 10), **extra}
         rows.append(row)
         print(json.dumps(row), flush=True)
 
@@ -241,7 +250,8 @@ def run_size(kind: str, size: int, args: argparse.Namespace, rows: list) -> None
     from xm_integrations.index import LanceDBIndex
 
     vocabulary = _vocabulary(args.seed) if kind == "clustered" else None
-    queries = make_queries(kind, args.queries, size, args.seed, vocabulary)
+    queries, planted = make_queries(kind, args.queries, size, args.seed, vocabulary)
+    args.planted = planted
     work = Path(tempfile.mkdtemp(prefix="xm-bench-index-", dir=args.work_dir))
     try:
         built = build(kind, size, work / "index", args)
@@ -262,7 +272,7 @@ def run_size(kind: str, size: int, args: argparse.Namespace, rows: list) -> None
 
 
 def print_table(rows: list[dict]) -> None:
-    columns = ("corpus", "documents", "variant", "p50_ms", "p99_ms", "recall@10", "recall@100")
+    columns = ("corpus", "documents", "variant", "p50_ms", "p99_ms", "recall@10", "recall@100", "planted@10")
     print("| " + " | ".join(columns) + " | x faster than exhaustive (p50) |")
     print("|" + "---|" * (len(columns) + 1))
     base = {(r["corpus"], r["documents"]): r["p50_ms"] for r in rows if r["variant"] == "exhaustive xm maxsim"}

@@ -191,3 +191,14 @@ def test_foreign_corrupt_and_file_paths_are_refused(model, tmp_path):
         manifest.write_bytes(b"garbage")
     with pytest.raises(IndexFormatError, match="damaged"):
         LanceDBIndex(tmp_path / "damaged", model=model)
+
+
+def test_a_failed_first_chunk_leaves_no_folder_and_empty_calls_are_empty(model, tmp_path):
+    with pytest.raises(ValueError, match="Unknown language"):
+        LanceDBIndex(tmp_path / "new", model=model).add_documents([{"text": "x", "language": "klingon"}])
+    assert not (tmp_path / "new").exists()
+    index = LanceDBIndex(tmp_path / "new", model=model)
+    assert not (tmp_path / "new").exists() and len(index) == 0
+    assert index.search([], language="en") == [] and index.search("x", language="en") == [[]]
+    with pytest.raises(ValueError, match="candidates must be a positive integer"):
+        index.search("x", language="en", candidates=0)

@@ -310,10 +310,11 @@ class MultiVectorIndex(ABC):
             Per query, ``[{"corpus_id": id, "score": maxsim, ...}, ...]`` best first (ties in
             MaxSim broken by id order of the stage that found them).
         """
+        for name, value in (("top_k", top_k), ("candidates", candidates), ("rerank_candidates", rerank_candidates)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+                raise InvalidArgumentError(f"{name} must be a positive integer, got {value!r}.")
         query_vectors = self._query_vectors(queries, query_embeddings, language, batch_size)
         filter_values = self._resolve_filter(filter)
-        if not isinstance(top_k, int) or top_k <= 0:
-            raise InvalidArgumentError(f"top_k must be a positive integer, got {top_k!r}.")
         keep = max(top_k, rerank_candidates) if reranker is not None else top_k
         if self.record is None:
             hits = [[] for _ in query_vectors]
@@ -333,8 +334,12 @@ class MultiVectorIndex(ABC):
         if query_embeddings is None:
             model = self._require_model("search with query texts")
             texts = [queries] if isinstance(queries, str) else list(queries)
+            if not texts:
+                return []
             options = {} if batch_size is None else {"batch_size": batch_size}
             query_embeddings = model.encode_query(texts, language=language, show_progress_bar=False, **options)
+        if len(query_embeddings) == 0:
+            return []
         return [tensor.float() for tensor in token_matrices(query_embeddings, self.record.dim if self.record else None)]
 
     @staticmethod

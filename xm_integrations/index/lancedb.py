@@ -117,8 +117,8 @@ class LanceDBIndex(MultiVectorIndex):
         self.num_sub_vectors = num_sub_vectors
         self.tokens_per_partition = tokens_per_partition
         self.max_iterations = max_iterations
+        self._lancedb = lancedb
         self._check_folder()
-        self._db = lancedb.connect(str(self.path), read_consistency_interval=timedelta(0))
         self._table = self._open_table()
         self._check_model()
 
@@ -153,7 +153,7 @@ class LanceDBIndex(MultiVectorIndex):
         if not (self.path / f"{_TABLE}.lance").exists():
             return None
         try:
-            table = self._db.open_table(_TABLE)
+            table = self._connect().open_table(_TABLE)
             schema = table.schema
         except Exception as exc:  # Lance reports a damaged manifest or data file in many ways
             raise IndexFormatError(f"{self.path} holds a damaged index ({type(exc).__name__}: {exc}); "
@@ -178,9 +178,20 @@ class LanceDBIndex(MultiVectorIndex):
             ],
             metadata={_RECORD_KEY: record.to_json().encode()},
         )
+        created = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
-        self._table = self._db.create_table(_TABLE, schema=schema)
+        try:
+            self._table = self._connect().create_table(_TABLE, schema=schema)
+        except BaseException:
+            if created:  # leave no folder behind that the caller did not have
+                shutil.rmtree(self.path, ignore_errors=True)
+            raise
         self._record = record
+
+    def _connect(self) -> Any:
+        """The LanceDB connection; made only once the folder holds (or is about to hold) the table, since
+        connecting creates the folder."""
+        return self._lancedb.connect(str(self.path), read_consistency_interval=timedelta(0))
 
     # -- writing -----------------------------------------------------------------------------------------------
 
@@ -366,10 +377,6 @@ class LanceDBIndex(MultiVectorIndex):
     def _filterable_fields(self) -> list[str]:
         return [name for name in self._table.schema.names if name not in ("text", "metadata", "vectors")]
 
-    def drop(self) -> None:
-        """Delete the index folder and everything in it."""
-        shutil.rmtree(self.path, ignore_errors=True)
-        self._table, self._record = None, None
 
 
 @contextlib.contextmanager
