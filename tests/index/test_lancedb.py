@@ -200,5 +200,7 @@ def test_a_failed_first_chunk_leaves_no_folder_and_empty_calls_are_empty(model, 
     index = LanceDBIndex(tmp_path / "new", model=model)
     assert not (tmp_path / "new").exists() and len(index) == 0
     assert index.search([], language="en") == [] and index.search("x", language="en") == [[]]
+    LanceDBIndex(tmp_path / "new", model=model).add_documents(CORPUS[:3])  # another writer creates it
+    assert len(index) == 3 and index.search("x", language="en", top_k=2)[0]
     with pytest.raises(ValueError, match="candidates must be a positive integer"):
         index.search("x", language="en", candidates=0)

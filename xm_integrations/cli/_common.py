@@ -165,20 +165,23 @@ def add_input_options(parser: argparse.ArgumentParser, *, passages: str, default
 
 
 def add_run_options(
-    parser: argparse.ArgumentParser, *, batch_unit: str, progress_help: str, rows_per_line: str | None = None
+    parser: argparse.ArgumentParser, *, batch_unit: str, progress_help: str, rows_per_line: str | None = None,
+    output: bool = True,
 ) -> None:
     """Add ``--input-format``, ``--format``, ``--batch-size``, ``--device`` and ``--no-progress``.
 
     Shared for the same reason as :func:`add_input_options`. ``batch_unit`` says what a batch
-    holds ("pairs", "texts"), ``rows_per_line`` what one JSON line is, when worth saying.
+    holds ("pairs", "texts"), ``rows_per_line`` what one JSON line is, when worth saying;
+    ``output=False`` leaves ``--format`` out (a command that prints no results).
     """
     parser.add_argument("--input-format", choices=("auto", "text", "jsonl"), default="auto",
                         help="'text': one passage per line (blank lines skipped); 'jsonl': one JSON object or "
                              "string per line; 'auto' (default): jsonl when the first line starts with '{' or '\"'")
     per_line = f" (one per {rows_per_line})" if rows_per_line else ""
-    parser.add_argument("--format", choices=("auto", "jsonl", "table"), default="auto",
-                        help=f"output: JSON lines{per_line} or a table (default: a table on a terminal, else JSON "
-                             "lines)")
+    if output:
+        parser.add_argument("--format", choices=("auto", "jsonl", "table"), default="auto",
+                            help=f"output: JSON lines{per_line} or a table (default: a table on a terminal, else "
+                                 "JSON lines)")
     parser.add_argument("--batch-size", type=positive_int,
                         help=f"the most {batch_unit} per forward pass (default: as many as --max-batch-tokens allows)")
     parser.add_argument("--max-batch-tokens", type=positive_int,

@@ -60,8 +60,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                              "resume), replace them, or stop with an error")
     parser.add_argument("--chunk-size", type=positive_int, default=1000,
                         help="passages encoded and committed at a time; bounds memory (default: 1000)")
-    add_run_options(parser, batch_unit="texts", progress_help="no progress bar")
-    parser.set_defaults(format="auto")
+    add_run_options(parser, batch_unit="texts", progress_help="no progress bar", output=False)
     return parser
 
 

@@ -130,6 +130,9 @@ class LanceDBIndex(MultiVectorIndex):
 
     @property
     def record(self) -> IndexModelRecord | None:
+        if self._table is None and (self.path / f"{_TABLE}.lance").exists():  # another process created it since
+            self._table = self._open_table()
+            self._check_model()
         return self._record
 
     @property
@@ -312,7 +315,7 @@ class LanceDBIndex(MultiVectorIndex):
 
     def count(self, filter: Mapping[str, Any] | None = None, where: Any = None) -> int:
         """How many documents the index holds (those matching ``filter`` and ``where``, when given)."""
-        if self._table is None:
+        if self.record is None:
             return 0
         sql = self._sql(self._resolve_filter(filter), where)
         with _filter_errors(where):
