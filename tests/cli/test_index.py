@@ -110,3 +110,12 @@ def test_cli_refuses_another_model(cli_index, tmp_path, capsys):
     other = build_tiny_colbert_xm(tmp_path / "other", dim=16)
     code, _, err = _run(capsys, "search", "--index", str(cli_index), "-q", "x", "--model", str(other), "--language", "en")
     assert code == 2 and "built with another encoder (dim: index 32, model 16" in err
+
+
+def test_cli_non_utf8_line_is_named_and_nothing_is_created(tiny_colbert_xm, tmp_path, capsys):
+    corpus = tmp_path / "latin1.txt"
+    corpus.write_bytes("premier passage\nd\u00e9j\u00e0 vu\n".encode("latin-1"))
+    code, _, err = _run(capsys, "index", str(corpus), "--index", str(tmp_path / "index"), "--model", str(tiny_colbert_xm),
+                        "--language", "fr", "--no-progress")
+    assert code == 2 and "latin1.txt:2: not UTF-8" in err and "iconv" in err
+    assert not (tmp_path / "index").exists()  # the first chunk never completed: no folder left behind

@@ -295,9 +295,7 @@ def _decoded_lines(raw: Any, source: str) -> Iterator[str]:
             try:
                 yield line.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError as exc:
-                raise InputError(f"{source}:{number}: not UTF-8 text (byte 0x{line[exc.start]:02x}); convert the file "
-                                 f"to UTF-8, e.g. iconv -f latin1 -t utf-8 {source if source != '<stdin>' else 'FILE'}."
-                                 ) from None
+                raise InputError(_not_utf8(source, number, line[exc.start])) from None
     finally:
         if source != "<stdin>":
             raw.close()
@@ -337,9 +335,13 @@ def _decode(data: bytes, source: str) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise InputError(f"{source}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); convert the file to UTF-8, "
-                         f"e.g. iconv -f latin1 -t utf-8 {source if source != '<stdin>' else 'FILE'}.") from None
+        raise InputError(_not_utf8(source, data[: exc.start].count(b"\n") + 1, data[exc.start])) from None
+
+
+def _not_utf8(source: str, line: int, byte: int) -> str:
+    """The message for a line that is not UTF-8, with the command that converts the file."""
+    return (f"{source}:{line}: not UTF-8 text (byte 0x{byte:02x}); convert the file to UTF-8, "
+            f"e.g. iconv -f latin1 -t utf-8 {source if source != '<stdin>' else 'FILE'}.")
 
 
 # -- errors -------------------------------------------------------------------------------------------------------------

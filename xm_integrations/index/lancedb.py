@@ -88,7 +88,7 @@ class LanceDBIndex(MultiVectorIndex):
             (LanceDB's own ``target_partition_size`` counts documents, which for multivectors
             makes partitions ~50x too large: every probe would scan a big share of the corpus).
         max_iterations: k-means iterations when training IVF and PQ (LanceDB's default is 50;
-            10 trains ~5x faster on this package's benchmarks without a measurable recall loss).
+            candidates only need coarse partitions, since every candidate is re-scored exactly).
 
     Raises:
         IndexFormatError: ``path`` is a file, a folder holding something else, or a corrupt index.
