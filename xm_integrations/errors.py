@@ -18,6 +18,7 @@ __all__ = [
     "CheckpointError",
     "DatasetFormatError",
     "DuplicateIdError",
+    "IndexBackendError",
     "IndexFormatError",
     "IndexModelMismatchError",
     "InputError",
@@ -211,6 +212,10 @@ class IndexModelMismatchError(XMIntegrationsError, ValueError):
 
 class DuplicateIdError(XMIntegrationsError, ValueError):
     """The same document id twice in one batch, or an id already in the index where ``on_existing="error"``."""
+
+
+class IndexBackendError(XMIntegrationsError, RuntimeError):
+    """The index's engine (a Qdrant server, say) failed, after retries where the error was transient; nothing was assumed written."""
 
 
 class MissingExtraError(XMIntegrationsError, ImportError):

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.index.test_lancedb import reference_scores, top_ids
+from tests.index.reference import reference_scores, top_ids
 from xm_integrations import ColBERTXM
 from xm_integrations.cli import main
 from xm_integrations.testing import build_tiny_colbert_xm, synthetic_passages

@@ -5,6 +5,8 @@
   Mono-XM reranking.
 * :class:`LanceDBIndex` (:mod:`.lancedb`): the embedded default, a folder on disk (needs the
   ``lancedb`` extra).
+* :class:`QdrantIndex` (:mod:`.qdrant`): a Qdrant server or cluster, or qdrant-client's local
+  mode (needs the ``qdrant`` extra).
 * :class:`IndexModelRecord` (:mod:`.record`): what an index knows about the model that built it.
 
 Each backend imports its engine when an index is opened, so ``import xm_integrations.index`` works
@@ -14,6 +16,7 @@ without any of them installed.
 from xm_integrations.index.base import DEFAULT_CANDIDATES, AddResult, MultiVectorIndex, OnExisting
 from xm_integrations.index.documents import Passage, StoredDocument
 from xm_integrations.index.lancedb import LanceDBIndex
+from xm_integrations.index.qdrant import QdrantIndex
 from xm_integrations.index.record import IndexModelRecord
 
 __all__ = [
@@ -24,6 +27,7 @@ __all__ = [
     "MultiVectorIndex",
     "OnExisting",
     "Passage",
+    "QdrantIndex",
     "StoredDocument",
 ]
 

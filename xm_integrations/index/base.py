@@ -219,6 +219,15 @@ class MultiVectorIndex(ABC):
     def __len__(self) -> int:
         return self.count()
 
+    def close(self) -> None:
+        """Release the backend's connection or files (nothing by default); the index can be opened again."""
+
+    def __enter__(self) -> MultiVectorIndex:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
     def _add_chunk(self, model: Any, chunk: list[Passage], language: str | None, on_existing: OnExisting,
                    batch_size: int | None) -> AddResult:
         check_unique_ids([passage.id for passage in chunk])
@@ -319,10 +328,10 @@ class MultiVectorIndex(ABC):
         if self.record is None:
             hits = [[] for _ in query_vectors]
         elif exact:
-            hits = self._exact_hits(query_vectors, keep, filter_values, where)
+            hits = self._exhaustive_hits(query_vectors, keep, filter_values, where)
         else:
             limit = max(candidates if candidates is not None else DEFAULT_CANDIDATES, keep)
-            hits = [self._rescored_candidates(query, keep, limit, filter_values, where) for query in query_vectors]
+            hits = self._approximate_hits(query_vectors, keep, limit, filter_values, where)
         texts = self._query_texts(queries)
         return [self._finish(hit_list, top_k, texts[i] if texts else None, reranker, return_text, return_metadata,
                              batch_size) for i, hit_list in enumerate(hits)]
@@ -359,17 +368,24 @@ class MultiVectorIndex(ABC):
             values["id"] = [str(doc_id) for doc_id in values["id"]]
         return values
 
-    def _rescored_candidates(self, query: torch.Tensor, keep: int, limit: int, filter_values: dict, where: Any
-                             ) -> list[tuple[str, float]]:
-        ids, vectors = self._candidates(query, limit, filter_values, where)
-        if not ids:
-            return []
-        scores = maxsim([query], vectors)[0]
-        order = torch.sort(scores, descending=True, stable=True).indices[:keep].tolist()
-        return [(ids[i], float(scores[i])) for i in order]
+    def _approximate_hits(self, query_vectors: list[torch.Tensor], keep: int, limit: int, filter_values: dict,
+                          where: Any) -> list[list[tuple[str, float]]]:
+        """Per query, the best ``keep`` of ``limit`` candidates as ``(id, maxsim)``: here, :meth:`_candidates`
+        re-scored by :func:`~xm_integrations.maxsim`; a backend that scores MaxSim itself overrides this."""
+        hits = []
+        for query in query_vectors:
+            ids, vectors = self._candidates(query, limit, filter_values, where)
+            if not ids:
+                hits.append([])
+                continue
+            scores = maxsim([query], vectors)[0]
+            order = torch.sort(scores, descending=True, stable=True).indices[:keep].tolist()
+            hits.append([(ids[i], float(scores[i])) for i in order])
+        return hits
 
-    def _exact_hits(self, query_vectors: list[torch.Tensor], keep: int, filter_values: dict, where: Any
-                    ) -> list[list[tuple[str, float]]]:
+    def _exhaustive_hits(self, query_vectors: list[torch.Tensor], keep: int, filter_values: dict, where: Any
+                         ) -> list[list[tuple[str, float]]]:
+        """Per query, the best ``keep`` of every filtered document by MaxSim: here, over :meth:`_scan`."""
         best_scores = [torch.empty(0) for _ in query_vectors]
         best_ids: list[list[str]] = [[] for _ in query_vectors]
         for ids, vectors in self._scan(filter_values, where, batch_documents=4096):

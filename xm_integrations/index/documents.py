@@ -154,6 +154,38 @@ def is_filterable_key(key: str) -> bool:
     return bool(_FILTERABLE_KEY.match(key))
 
 
+def scalar_value(value: Any) -> Any:
+    """A metadata value as a filterable field stores it: strings, numbers and booleans; anything else None."""
+    return value if isinstance(value, (str, int, float, bool)) else None
+
+
+def new_field_kinds(metadata: Sequence[Mapping[str, Any]], known: Iterable[str]) -> dict[str, str]:
+    """``{key: "bool" | "int" | "float" | "str"}`` for each filterable metadata key not in ``known`` that has a scalar value.
+
+    A backend gives such keys a typed field (a column, a payload index) when they first appear;
+    integers and floats together make a ``"float"`` field.
+
+    Raises:
+        InvalidArgumentError: a new key whose values in ``metadata`` mix other types.
+    """
+    known = set(known)
+    kinds: dict[str, set[type]] = {}
+    for entry in metadata:
+        for key, value in entry.items():
+            if key not in known and is_filterable_key(key) and scalar_value(value) is not None:
+                kinds.setdefault(key, set()).add(type(value))
+    fields = {}
+    for key, types in kinds.items():
+        for kind, allowed in (("bool", {bool}), ("int", {int}), ("float", {int, float}), ("str", {str})):
+            if types <= allowed:
+                fields[key] = kind
+                break
+        else:
+            raise InvalidArgumentError(f"metadata {key!r} mixes types ({', '.join(sorted(t.__name__ for t in types))}) "
+                                       f"in one batch; keep one type per key.")
+    return fields
+
+
 def check_filter(filter: Mapping[str, Any] | None) -> dict[str, list[Any]]:
     """A filter ``{field: value or list of values}`` as ``{field: [values]}`` (a list means any of them).
 

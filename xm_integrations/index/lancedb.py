@@ -35,7 +35,7 @@ import torch
 
 from xm_integrations.errors import IndexFormatError, InvalidArgumentError, MissingExtraError, XMIntegrationsError
 from xm_integrations.index.base import MultiVectorIndex
-from xm_integrations.index.documents import DocumentBatch, StoredDocument, is_filterable_key
+from xm_integrations.index.documents import DocumentBatch, StoredDocument, new_field_kinds, scalar_value
 from xm_integrations.index.record import IndexModelRecord
 from xm_integrations.scoring.stores import PackedTokens
 
@@ -221,7 +221,7 @@ class LanceDBIndex(MultiVectorIndex):
         }
         for field in schema:
             if field.name not in columns:
-                values = [_scalar(entry.get(field.name)) for entry in batch.metadata]
+                values = [scalar_value(entry.get(field.name)) for entry in batch.metadata]
                 try:
                     columns[field.name] = pa.array(values, field.type)
                 except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
@@ -235,26 +235,8 @@ class LanceDBIndex(MultiVectorIndex):
         """Add a typed column for every filterable metadata key with scalar values that has none yet."""
         import pyarrow as pa
 
-        known = set(self._table.schema.names)
-        new: dict[str, list[Any]] = {}
-        for entry in metadata:
-            for key, value in entry.items():
-                if key not in known and is_filterable_key(key) and _scalar(value) is not None:
-                    new.setdefault(key, []).append(value)
-        fields = []
-        for key, values in new.items():
-            kinds = {type(value) for value in values}
-            if kinds <= {bool}:
-                fields.append(pa.field(key, pa.bool_()))
-            elif kinds <= {int}:
-                fields.append(pa.field(key, pa.int64()))
-            elif kinds <= {int, float}:
-                fields.append(pa.field(key, pa.float64()))
-            elif kinds <= {str}:
-                fields.append(pa.field(key, pa.string()))
-            else:
-                raise InvalidArgumentError(f"metadata {key!r} mixes types ({', '.join(sorted(k.__name__ for k in kinds))}) "
-                                           f"in one batch; keep one type per key.")
+        types = {"bool": pa.bool_(), "int": pa.int64(), "float": pa.float64(), "str": pa.string()}
+        fields = [pa.field(key, types[kind]) for key, kind in new_field_kinds(metadata, self._table.schema.names).items()]
         if fields:
             self._table.add_columns(fields)
 
@@ -381,7 +363,6 @@ class LanceDBIndex(MultiVectorIndex):
         return [name for name in self._table.schema.names if name not in ("text", "metadata", "vectors")]
 
 
-
 @contextlib.contextmanager
 def _filter_errors(where: Any) -> Iterator[None]:
     """Lance's error on a ``where`` it cannot parse or apply, as an :class:`InvalidArgumentError` that quotes it."""
@@ -393,11 +374,6 @@ def _filter_errors(where: Any) -> Iterator[None]:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InvalidArgumentError(f"where {where!r} is not a filter this index can apply ({message}); use SQL over "
                                    f"id, language and the metadata fields, e.g. \"language = 'fr_XX' AND year > 2000\".") from None
-
-
-def _scalar(value: Any) -> Any:
-    """A metadata value as a filterable column stores it: strings, numbers and booleans; anything else None."""
-    return value if isinstance(value, (str, int, float, bool)) else None
 
 
 def _in_list(column: str, values: Sequence[Any]) -> str:
