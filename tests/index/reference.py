@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any, Callable
+
 import numpy as np
 
 from xm_integrations.testing import synthetic_passages
@@ -27,3 +30,16 @@ def recall(results: list[list[dict]], expected: list[list[str]]) -> float:
     """Share of the expected ids that ``results`` (an index's search output) found."""
     found = sum(len({hit["corpus_id"] for hit in hits} & set(best)) for hits, best in zip(results, expected))
     return found / sum(len(best) for best in expected)
+
+
+def opener(backend: str, folder: Path) -> Callable[..., Any]:
+    """``open(model=None, **options)``: the index of ``backend`` stored under ``folder`` (Qdrant: local mode there)."""
+    def open_index(model: Any = None, **options: Any) -> Any:
+        if backend == "lancedb":
+            from xm_integrations.index import LanceDBIndex
+
+            return LanceDBIndex(folder, model=model, **options)
+        from xm_integrations.index import QdrantIndex
+
+        return QdrantIndex(path=str(folder), model=model, **options)
+    return open_index

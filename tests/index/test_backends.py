@@ -10,13 +10,12 @@ client API a server answers.
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
 
-from tests.index.reference import CORPUS, QUERIES, recall, reference_scores, top_ids
+from tests.index.reference import CORPUS, QUERIES, opener, recall, reference_scores, top_ids
 from tests.models.test_mono_xm import Reference
 from xm_integrations import ColBERTXM, MonoXM
 from xm_integrations.errors import DuplicateIdError, IndexModelMismatchError
@@ -26,19 +25,6 @@ _EXTRAS = {"lancedb": "lancedb", "qdrant": "qdrant_client"}
 BACKENDS = [pytest.param(name, marks=pytest.mark.skipif(importlib.util.find_spec(module) is None,
                                                         reason=f"the {name} extra is not installed"))
             for name, module in _EXTRAS.items()]
-
-
-def opener(backend: str, folder: Path) -> Callable[..., Any]:
-    """``open(model=None, **options)``: the index of ``backend`` stored under ``folder`` (Qdrant: local mode there)."""
-    def open_index(model: Any = None, **options: Any) -> Any:
-        if backend == "lancedb":
-            from xm_integrations.index import LanceDBIndex
-
-            return LanceDBIndex(folder, model=model, **options)
-        from xm_integrations.index import QdrantIndex
-
-        return QdrantIndex(path=str(folder), model=model, **options)
-    return open_index
 
 
 def year_after(backend: str, year: int) -> Any:

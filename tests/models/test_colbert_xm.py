@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from sentence_transformers import MultiVectorEncoder
 from transformers import AutoTokenizer, XmodConfig, XmodModel
 
+from tests.conftest import COLBERT_XM_REPO
 from tests.paths import FIXTURES as TEST_FIXTURES
 from xm_integrations import MissingLanguageError, UnknownLanguageError
 from xm_integrations.models.colbert_xm.model import (
@@ -34,8 +35,6 @@ from xm_integrations.models.colbert_xm.model import (
     tokenize_queries,
 )
 from xm_integrations.testing import TINY_LANGUAGES
-
-from tests.conftest import COLBERT_XM_REPO
 
 FIXTURES = TEST_FIXTURES / "colbert_ai"
 ATOL = 1e-5

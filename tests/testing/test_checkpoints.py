@@ -15,10 +15,9 @@ from huggingface_hub import constants, hf_hub_download
 from safetensors import safe_open
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer, XmodModel
 
-from xm_integrations.testing import TINY_LANGUAGES, build_tiny_colbert_xm, build_tiny_mono_xm, populate_hub_cache
-
 from tests.conftest import COLBERT_XM_REPO, MONO_XM_REPO
 from tests.languages.test_resolution import XMOD_BASE_LANGUAGES
+from xm_integrations.testing import TINY_LANGUAGES, build_tiny_colbert_xm, build_tiny_mono_xm, populate_hub_cache
 
 
 def _digest(folder) -> dict[str, str]:

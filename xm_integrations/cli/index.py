@@ -7,12 +7,17 @@ file. Each chunk is encoded and committed on its own, so an interrupted run (Ctr
 process, a bad line) leaves every chunk before it in the index, and running the same command again
 skips the ids already there and finishes the job. Passages without an id get their 0-based
 position in the file (blank lines not counted), so keep the file as it is between runs.
+
+With ``--ray [ADDRESS]`` the passages are encoded by actors on a Ray cluster (one per GPU, else
+one per node) and written here: the file is read on this machine, so the nodes need not see it,
+but they must be able to load the model (a Hub id or a folder on shared storage).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from xm_integrations.cli._common import (
     InputError,
@@ -60,6 +65,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                              "resume), replace them, or stop with an error")
     parser.add_argument("--chunk-size", type=positive_int, default=1000,
                         help="passages encoded and committed at a time; bounds memory (default: 1000)")
+    parser.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                        help="encode on a Ray cluster (needs the ray extra): ADDRESS such as ray://head:10001 or "
+                             "auto; without it, RAY_ADDRESS or a local cluster")
+    parser.add_argument("--ray-actors", type=positive_int, default=None, metavar="N",
+                        help="encoder actors with --ray (default: one per GPU in the cluster, else one per node)")
     add_run_options(parser, batch_unit="texts", progress_help="no progress bar", output=False)
     return parser
 
@@ -81,10 +91,14 @@ def run(args: argparse.Namespace) -> int:
     config = FastInferenceConfig(max_batch_tokens=args.max_batch_tokens)
     index = LanceDBIndex(args.index, model=ColBERTXM(model_name, device=args.device, fast_inference=config))
     before = index.count()
+    records = (passage.as_record() for passage in passages)
     try:
-        result = index.add_documents((passage.as_record() for passage in passages), language=args.language,
-                                     on_existing=args.on_existing, chunk_size=args.chunk_size,
-                                     batch_size=args.batch_size, show_progress_bar=not args.no_progress)
+        if args.ray is not None:
+            result = _index_with_ray(index, records, args)
+        else:
+            result = index.add_documents(records, language=args.language, on_existing=args.on_existing,
+                                         chunk_size=args.chunk_size, batch_size=args.batch_size,
+                                         show_progress_bar=not args.no_progress)
     except MissingLanguageError:
         raise MissingLanguageError(missing_language_message(model_name, "each passage")) from None
     except InputError as error:
@@ -95,4 +109,21 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"the corpus {source} holds no passage (blank lines are skipped); give at least one.")
     print(f"{args.index}: {result.added} added, {result.updated} updated, {result.skipped} skipped; "
           f"{index.count()} passages in the index.", file=sys.stderr)
+    failed = getattr(result, "failed", [])
+    if failed:
+        ids = [doc_id for batch in failed for doc_id in batch.ids]
+        raise InputError(f"{len(ids)} passage(s) could not be encoded ({failed[0].error}; ids {', '.join(ids[:3])}"
+                         f"{', ...' if len(ids) > 3 else ''}); fix them and re-run the same command (indexed ids are "
+                         f"skipped).")
     return 0
+
+
+def _index_with_ray(index: Any, records: Any, args: argparse.Namespace) -> Any:
+    from xm_integrations.distributed import index_with_ray
+
+    options = {"num_actors": args.ray_actors} if args.ray_actors else {}
+    if args.batch_size is not None:
+        options["encode_batch_size"] = args.batch_size
+    return index_with_ray(index, records, language=args.language, on_existing=args.on_existing,
+                          address=args.ray or None, chunk_size=args.chunk_size, show_progress_bar=not args.no_progress,
+                          **options)

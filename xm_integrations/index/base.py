@@ -194,13 +194,7 @@ class MultiVectorIndex(ABC):
                               list(languages) if languages is not None else [None] * n,
                               list(texts) if texts is not None else [None] * n,
                               [dict(entry) for entry in metadata] if metadata is not None else [{}] * n)
-        if self.record is None:
-            record = IndexModelRecord.from_model(self.model) if self.model is not None else IndexModelRecord(
-                dim=batch.vectors.dim)
-            if record.dim != batch.vectors.dim:
-                raise InvalidArgumentError(f"embeddings have dim {batch.vectors.dim}, the model {record.dim}.")
-            self._create(record)
-        result = self._write_new(batch, on_existing)
+        result = self._write_encoded(batch, on_existing)
         self._after_write()
         return result
 
@@ -254,6 +248,19 @@ class MultiVectorIndex(ABC):
             return AddResult(added=len(batch), skipped=len(present))
         self._write(batch, upsert=bool(present))
         return AddResult(added=len(batch) - len(present), updated=len(present))
+
+    def _write_encoded(self, batch: DocumentBatch, on_existing: OnExisting,
+                       record: IndexModelRecord | None = None) -> AddResult:
+        """Write vectors encoded elsewhere (:meth:`add`, a Ray job), creating the index if needed with ``record``
+        (default: the model's, else only the vectors' dim)."""
+        if self.record is None:
+            if record is None:
+                record = IndexModelRecord.from_model(self.model) if self.model is not None else IndexModelRecord(
+                    dim=batch.vectors.dim)
+            if record.dim != batch.vectors.dim:
+                raise InvalidArgumentError(f"embeddings have dim {batch.vectors.dim}, the model {record.dim}.")
+            self._create(record)
+        return self._write_new(batch, on_existing)
 
     def _write_new(self, batch: DocumentBatch, on_existing: OnExisting) -> AddResult:
         """Write ``batch`` after looking its ids up, treating those present as ``on_existing`` says."""

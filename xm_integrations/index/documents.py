@@ -28,6 +28,7 @@ __all__ = [
     "check_filter",
     "iter_passage_chunks",
     "pack_float16",
+    "packed_from_arrow",
     "token_matrices",
 ]
 
@@ -126,6 +127,20 @@ def pack_float16(embeddings: Sequence[Any], dim: int | None = None) -> PackedTok
         raise InvalidArgumentError("embeddings hold values beyond float16's range (about 65504); normalize them.")
     offsets = torch.tensor([0, *np.cumsum([t.shape[0] for t in tensors])], dtype=torch.int64)
     return PackedTokens(flat, offsets)
+
+
+def packed_from_arrow(column: Any, dim: int) -> PackedTokens:
+    """A ``list<fixed_size_list<float>>`` Arrow column (one list of token vectors per document) as float32 :class:`PackedTokens`.
+
+    The stored layout of LanceDB and of encoded datasets; read without a copy per document.
+    """
+    import pyarrow as pa
+
+    lists = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    offsets = np.asarray(lists.offsets, dtype=np.int64)
+    flat = np.asarray(lists.values.values).reshape(-1, dim)
+    flat = flat[offsets[0]:offsets[-1]].astype(np.float32)
+    return PackedTokens(torch.from_numpy(flat), torch.from_numpy(offsets - offsets[0]))
 
 
 def check_unique_ids(ids: Sequence[str]) -> None:

@@ -35,7 +35,13 @@ import torch
 
 from xm_integrations.errors import IndexFormatError, InvalidArgumentError, MissingExtraError, XMIntegrationsError
 from xm_integrations.index.base import MultiVectorIndex
-from xm_integrations.index.documents import DocumentBatch, StoredDocument, new_field_kinds, scalar_value
+from xm_integrations.index.documents import (
+    DocumentBatch,
+    StoredDocument,
+    new_field_kinds,
+    packed_from_arrow,
+    scalar_value,
+)
 from xm_integrations.index.record import IndexModelRecord
 from xm_integrations.scoring.stores import PackedTokens
 
@@ -338,13 +344,7 @@ class LanceDBIndex(MultiVectorIndex):
 
     def _packed(self, column: Any) -> PackedTokens:
         """A Lance ``list<fixed_size_list<float16>>`` column as float32 :class:`PackedTokens`, what MaxSim scores."""
-        import pyarrow as pa
-
-        lists = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-        offsets = np.asarray(lists.offsets, dtype=np.int64)
-        flat = np.asarray(lists.values.values, dtype=np.float16).reshape(-1, self.record.dim)
-        flat = flat[offsets[0]:offsets[-1]].astype(np.float32)
-        return PackedTokens(torch.from_numpy(flat), torch.from_numpy(offsets - offsets[0]))
+        return packed_from_arrow(column, self.record.dim)
 
     def _sql(self, filter: dict[str, list[Any]], where: Any) -> str | None:
         clauses = []

@@ -4,7 +4,7 @@ The Hugging Face Hub is unreachable from our machines and CI, so tests, the demo
 build small XMOD checkpoints in seconds and, where loading by repo id matters, place them in a
 Hugging Face hub cache that ``HF_HUB_OFFLINE=1`` resolves through huggingface_hub's own code. Imports
 transformers and tokenizers, never the package's model classes (the tests compare those with
-what it builds).
+what it builds). :class:`LocalRayCluster` starts a real multi-node Ray cluster on one machine.
 """
 
 from xm_integrations.testing.checkpoints import (
@@ -15,8 +15,10 @@ from xm_integrations.testing.checkpoints import (
 )
 from xm_integrations.testing.corpus import synthetic_passages
 from xm_integrations.testing.hub_cache import populate_hub_cache
+from xm_integrations.testing.ray_cluster import LocalRayCluster
 
 __all__ = [
+    "LocalRayCluster",
     "TINY_LANGUAGES",
     "build_tiny_colbert_xm",
     "build_tiny_mono_xm",

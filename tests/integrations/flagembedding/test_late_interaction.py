@@ -8,11 +8,10 @@ import logging
 import numpy as np
 import pytest
 
+from tests.models.test_colbert_xm import ARRAYS, REFERENCE, _reference_documents, numpy_maxsim
 from xm_integrations import MissingLanguageError, XMColBERTReranker
 from xm_integrations.models.colbert_xm.model import ColBERTXM
 from xm_integrations.testing import build_tiny_mono_xm
-
-from tests.models.test_colbert_xm import ARRAYS, REFERENCE, _reference_documents, numpy_maxsim
 
 QUERIES, DOCUMENTS = REFERENCE["queries"], REFERENCE["documents"]
 

@@ -31,12 +31,11 @@ from FlagEmbedding import FlagAutoReranker, FlagReranker  # noqa: E402
 from FlagEmbedding.utils.tokenizer_compat import prepare_for_model_compat  # noqa: E402
 
 import xm_integrations.integrations.flagembedding.reranker as flag_reranker  # noqa: E402
+from tests.models.test_mono_xm import call_with_timeout, run_in_threads  # noqa: E402
 from xm_integrations import MissingLanguageError, UnknownLanguageError, XMFlagReranker, resolve_language  # noqa: E402
 from xm_integrations.languages.routing import RoutedPair  # noqa: E402
 from xm_integrations.testing import build_tiny_mono_xm  # noqa: E402
 from xm_integrations.testing.corpus import SAMPLE_PASSAGES, SAMPLE_QUERIES  # noqa: E402
-
-from tests.models.test_mono_xm import call_with_timeout, run_in_threads  # noqa: E402
 
 ATOL = 1e-5
 MONO_XM_REPO = "antoinelouis/mono-xm"

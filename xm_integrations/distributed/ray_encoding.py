@@ -1,0 +1,250 @@
+"""Encode a corpus with ColBERT-XM on a Ray cluster (Ray Data): one model per actor, one actor per GPU.
+
+:func:`encode_with_ray` turns a corpus into a lazy Ray Dataset of encoded documents, one row per
+passage, in the layout every index ingests (:data:`ENCODED_COLUMNS`): ``id``, ``text``,
+``language`` (the adapter code the passage was encoded with, ``"auto"`` resolved), ``metadata``
+(JSON), ``vectors`` (the token vectors, float32, as a list of ``dim``-sized lists) and ``error``.
+Actors load the checkpoint once (by name or path, so it must be reachable from every node: a Hub
+id, or a folder on shared storage) and check it against the encoder the driver holds, so that a
+node with another copy of the checkpoint cannot write incomparable vectors. Each batch goes
+through ``encode_document`` (the fast path). A batch that fails keeps its rows, with empty
+vectors and the error, so it is reported by id and the other batches are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from xm_integrations.errors import ArgumentTypeError, InvalidArgumentError, MissingExtraError
+from xm_integrations.index.documents import RESERVED_FIELDS, to_passage
+from xm_integrations.index.record import IndexModelRecord
+
+__all__ = ["ENCODED_COLUMNS", "RECORD_METADATA_KEY", "encode_with_ray", "passage_dataset"]
+
+#: Columns of an encoded dataset, in order.
+ENCODED_COLUMNS = ("id", "text", "language", "metadata", "vectors", "error")
+#: Schema-metadata key of every encoded block (and Parquet file): the encoder's :class:`IndexModelRecord` as JSON.
+RECORD_METADATA_KEY = b"xm_index"
+#: Passages per Ray batch: enough for the fast path to sort by length and fill its token budget.
+DEFAULT_RAY_BATCH_SIZE = 256
+
+
+def import_ray() -> Any:
+    """``ray`` (with Ray Data), or a :class:`MissingExtraError` that names the install."""
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as exc:
+        raise MissingExtraError("distributed encoding needs Ray Data: pip install 'xm-integrations[ray]' "
+                                "(or pip install 'ray[data]>=2.60').") from exc
+    return ray
+
+
+def connect(address: str | None = None) -> Any:
+    """Connect to the Ray cluster at ``address`` (None: ``RAY_ADDRESS``, a running local cluster, or a new local one)."""
+    ray = import_ray()
+    if not ray.is_initialized():
+        ray.init(address=address, log_to_driver=False, configure_logging=False)
+    return ray
+
+
+def passage_dataset(corpus: Any) -> Any:
+    """``corpus`` as a Ray Dataset with the columns ``id``, ``text``, ``language`` and ``metadata`` (JSON).
+
+    ``corpus`` is a Ray Dataset or a Parquet / JSON-lines path or URI readable from every node
+    (columns ``id``, ``text``, optional ``language``, any other column kept as metadata), or an
+    iterable of passages as :meth:`~xm_integrations.index.MultiVectorIndex.add_documents` takes
+    them, read on the driver (ids default to positions, as there).
+
+    Raises:
+        InvalidArgumentError: a dataset or file without ``id`` or ``text`` columns.
+        ArgumentTypeError: a passage that is neither a string nor a dict with a ``text``.
+    """
+    ray = import_ray()
+    if isinstance(corpus, (str, os.PathLike)):
+        path = os.fspath(corpus)
+        reader = ray.data.read_json if path.endswith((".jsonl", ".json", ".jsonl.gz")) else ray.data.read_parquet
+        corpus = reader(path, **({"lines": True} if reader is ray.data.read_json else {}))
+    if isinstance(corpus, ray.data.Dataset):
+        columns = corpus.columns() or []
+        missing = [name for name in ("id", "text") if name not in columns]
+        if missing:
+            raise InvalidArgumentError(f"the corpus dataset has no {' or '.join(map(repr, missing))} column (columns: "
+                                       f"{', '.join(columns)}); distributed encoding needs both: ids cannot be "
+                                       f"positions when the corpus is read in parallel.")
+        return corpus.map_batches(_normalized_batch, batch_format="pyarrow", zero_copy_batch=True)
+    if isinstance(corpus, (bytes, Mapping)) or not isinstance(corpus, Iterable):
+        raise ArgumentTypeError(f"corpus must be a Ray Dataset, a path, or an iterable of passages, got "
+                                f"{type(corpus).__name__}.")
+    rows = [_row(to_passage(passage, position)) for position, passage in enumerate(corpus)]
+    return ray.data.from_items(rows) if rows else ray.data.from_items([]).map_batches(_normalized_batch)
+
+
+def _row(passage: Any) -> dict[str, Any]:
+    return {"id": passage.id, "text": passage.text, "language": passage.language,
+            "metadata": json.dumps(passage.metadata, ensure_ascii=False)}
+
+
+def _normalized_batch(table: Any) -> Any:
+    """A block of any corpus layout as ``id`` (string), ``text``, ``language`` and ``metadata`` (JSON of the other columns)."""
+    import pyarrow as pa
+
+    rows = table.to_pylist()
+    extra = [name for name in table.column_names if name not in ("id", "text", "language")]
+    if extra == ["metadata"] and pa.types.is_string(table.schema.field("metadata").type):
+        metadata = [row["metadata"] or "{}" for row in rows]  # already ours
+    else:
+        metadata = [json.dumps({name: row[name] for name in extra if row[name] is not None and name not in RESERVED_FIELDS},
+                               ensure_ascii=False, default=str) for row in rows]
+    return pa.table({
+        "id": pa.array([None if row.get("id") is None else str(row["id"]) for row in rows], pa.string()),
+        "text": pa.array([row.get("text") for row in rows], pa.string()),
+        "language": pa.array([row.get("language") for row in rows], pa.string()),
+        "metadata": pa.array(metadata, pa.string()),
+    })
+
+
+class DocumentEncoder:
+    """A Ray Data actor: loads ColBERT-XM once, then encodes batches of passages (a callable class for ``map_batches``).
+
+    Args:
+        model_name_or_path / model_kwargs: What the actor loads (``ColBERTXM(name, **model_kwargs)``).
+        expected_record: The JSON :class:`IndexModelRecord` of the driver's encoder; the loaded model must match it.
+        language: Adapter of passages without their own (a code, ``"auto"`` or None for the default).
+        encode_batch_size: The most passages per forward pass (None: the fast path's token budget).
+        skip_ids: An object ref to a set of ids not to encode (already indexed).
+        num_threads: torch threads for a CPU actor.
+    """
+
+    def __init__(self, model_name_or_path: str, model_kwargs: dict[str, Any], expected_record: str,
+                 language: str | None, encode_batch_size: int | None, skip_ids: Any = None,
+                 num_threads: int | None = None) -> None:
+        import torch
+
+        from xm_integrations import ColBERTXM
+
+        if num_threads:
+            torch.set_num_threads(num_threads)
+        self.model = ColBERTXM(model_name_or_path, **model_kwargs)
+        record = IndexModelRecord.from_json(expected_record, "the driver's encoder")
+        record.check_compatible(IndexModelRecord.from_model(self.model), f"the checkpoint {model_name_or_path} on this node")
+        self.record_json = expected_record.encode()
+        self.language = language
+        self.options = {} if encode_batch_size is None else {"batch_size": encode_batch_size}
+        self.skip = None
+        if skip_ids is not None:
+            import ray
+
+            self.skip = ray.get(skip_ids)
+
+    def __call__(self, table: Any) -> Any:
+        if self.skip:
+            import pyarrow.compute as pc
+
+            table = table.filter(pc.invert(pc.is_in(table.column("id"), value_set=_string_array(self.skip))))
+        rows = table.to_pylist()
+        if not rows:
+            return self._table([], [], [])
+        try:
+            codes = self.model._resolve_input_languages([row["language"] or self.language for row in rows], len(rows),
+                                                        lambda positions: [rows[i]["text"] for i in positions])
+            vectors = self.model.encode_document([row["text"] for row in rows], language=codes,
+                                                 show_progress_bar=False, **self.options)
+            return self._table(rows, codes, [v.float().cpu().numpy() for v in vectors])
+        except Exception as exc:  # the batch is reported by id; the job goes on with the others
+            error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+            return self._table(rows, [row["language"] for row in rows], None, error)
+
+    def _table(self, rows: list[dict], codes: list[str | None], vectors: list[Any] | None, error: str | None = None
+               ) -> Any:
+        import numpy as np
+        import pyarrow as pa
+
+        dim = self.model.get_embedding_dimension()
+        if vectors is None:
+            vectors = [np.zeros((0, dim), dtype=np.float32) for _ in rows]
+        flat = np.concatenate(vectors) if vectors else np.zeros((0, dim), dtype=np.float32)
+        offsets = np.concatenate([[0], np.cumsum([len(v) for v in vectors])]).astype(np.int32)
+        tokens = pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1), pa.float32()), dim)
+        columns = {
+            "id": pa.array([row["id"] for row in rows], pa.string()),
+            "text": pa.array([row["text"] for row in rows], pa.string()),
+            "language": pa.array(codes, pa.string()),
+            "metadata": pa.array([row["metadata"] for row in rows], pa.string()),
+            "vectors": pa.ListArray.from_arrays(pa.array(offsets), tokens),
+            "error": pa.array([error] * len(rows), pa.string()),
+        }
+        table = pa.table(columns)
+        return table.replace_schema_metadata({RECORD_METADATA_KEY: self.record_json})
+
+
+def _string_array(values: Any) -> Any:
+    import pyarrow as pa
+
+    return pa.array(sorted(values), pa.string())
+
+
+def encode_with_ray(
+    corpus: Any,
+    model: Any,
+    *,
+    language: str | None = None,
+    num_actors: int | None = None,
+    num_gpus: float | None = None,
+    num_cpus: float | None = None,
+    batch_size: int = DEFAULT_RAY_BATCH_SIZE,
+    encode_batch_size: int | None = None,
+    model_name_or_path: str | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
+    skip_ids: Iterable[str] | None = None,
+) -> Any:
+    """Encode ``corpus`` on the connected Ray cluster: a lazy Ray Dataset of encoded documents (:data:`ENCODED_COLUMNS`).
+
+    Nothing runs until the dataset is consumed (``iter_batches``, ``write_parquet``, or
+    :func:`~xm_integrations.distributed.index_with_ray`).
+
+    Args:
+        corpus: See :func:`passage_dataset`.
+        model: The driver's :class:`~xm_integrations.ColBERTXM`: the actors load the same checkpoint
+            (its name or path and revision) and must produce the same record.
+        language: Adapter of passages without their own: a code, ``"auto"`` (detected per
+            passage, in the actors) or None for the model's default.
+        num_actors: Encoder actors (default: one per GPU in the cluster, else one per node).
+        num_gpus / num_cpus: Resources per actor (default: 1 GPU where the cluster has GPUs, else
+            1 CPU; a CPU actor runs torch on that many threads).
+        batch_size: Passages per Ray batch (per ``encode_document`` call).
+        encode_batch_size: The most passages per forward pass inside a batch.
+        model_name_or_path / model_kwargs: What the actors load, when it differs from the
+            driver's path (another mount point of the same checkpoint), and ``ColBERTXM`` arguments.
+        skip_ids: Ids not to encode (the actors drop them before encoding).
+
+    Raises:
+        MissingExtraError: Ray Data is not installed.
+        InvalidArgumentError: unusable sizes, or a model without a name or path the actors can load.
+    """
+    ray = import_ray()
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
+        raise InvalidArgumentError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    record = IndexModelRecord.from_model(model)
+    name = model_name_or_path or record.name_or_path
+    if not name:
+        raise InvalidArgumentError("the model has no name or path for the actors to load; pass model_name_or_path=.")
+    resources = ray.cluster_resources() if ray.is_initialized() else {}
+    gpus = num_gpus if num_gpus is not None else (1 if resources.get("GPU", 0) >= 1 else 0)
+    cpus = num_cpus if num_cpus is not None else 1
+    actors = num_actors or (int(resources["GPU"] // gpus) if gpus else max(1, len(ray.nodes()) if ray.is_initialized() else 1))
+    kwargs = {"device": "cuda" if gpus else "cpu", "language": getattr(model, "default_language", None),
+              **({"revision": record.revision} if record.revision else {}), **dict(model_kwargs or {})}
+    skip = set(skip_ids or ())
+    return passage_dataset(corpus).map_batches(
+        DocumentEncoder,
+        fn_constructor_kwargs={"model_name_or_path": name, "model_kwargs": kwargs, "expected_record": record.to_json(),
+                               "language": language, "encode_batch_size": encode_batch_size,
+                               "skip_ids": ray.put(skip) if skip else None,
+                               "num_threads": None if gpus else max(1, int(cpus))},
+        batch_size=batch_size, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=actors),
+        num_gpus=gpus or None, num_cpus=cpus,
+    )
