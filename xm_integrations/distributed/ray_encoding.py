@@ -3,7 +3,8 @@
 :func:`encode_with_ray` turns a corpus into a lazy Ray Dataset of encoded documents, one row per
 passage, in the layout every index ingests (:data:`ENCODED_COLUMNS`): ``id``, ``text``,
 ``language`` (the adapter code the passage was encoded with, ``"auto"`` resolved), ``metadata``
-(JSON), ``vectors`` (the token vectors, float32, as a list of ``dim``-sized lists) and ``error``.
+(JSON), ``vectors`` (the token vectors, float32 or float16, as a list of ``dim``-sized lists)
+and ``error``.
 Actors load the checkpoint once (by name or path, so it must be reachable from every node: a Hub
 id, or a folder on shared storage) and check it against the encoder the driver holds, so that a
 node with another copy of the checkpoint cannot write incomparable vectors. Each batch goes
@@ -16,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from xm_integrations.errors import ArgumentTypeError, InvalidArgumentError, MissingExtraError
 from xm_integrations.index.documents import RESERVED_FIELDS, to_passage
@@ -28,8 +29,9 @@ __all__ = ["ENCODED_COLUMNS", "RECORD_METADATA_KEY", "encode_with_ray", "passage
 ENCODED_COLUMNS = ("id", "text", "language", "metadata", "vectors", "error")
 #: Schema-metadata key of every encoded block (and Parquet file): the encoder's :class:`IndexModelRecord` as JSON.
 RECORD_METADATA_KEY = b"xm_index"
-#: Passages per Ray batch: enough for the fast path to sort by length and fill its token budget.
-DEFAULT_RAY_BATCH_SIZE = 256
+#: Passages per Ray batch: large, since each batch is one encode_document call (the fast path sorts by length
+#: and overlaps tokenization within one call only (benchmarks/bench_distributed.py compares sizes).
+DEFAULT_RAY_BATCH_SIZE = 8192
 
 
 def import_ray() -> Any:
@@ -116,12 +118,13 @@ class DocumentEncoder:
         language: Adapter of passages without their own (a code, ``"auto"`` or None for the default).
         encode_batch_size: The most passages per forward pass (None: the fast path's token budget).
         skip_ids: An object ref to a set of ids not to encode (already indexed).
-        num_threads: torch threads for a CPU actor.
+        num_threads: torch CPU threads in the actor.
+        vector_dtype: ``"float32"`` or ``"float16"`` (what indexes store: half the transfer and files).
     """
 
     def __init__(self, model_name_or_path: str, model_kwargs: dict[str, Any], expected_record: str,
                  language: str | None, encode_batch_size: int | None, skip_ids: Any = None,
-                 num_threads: int | None = None) -> None:
+                 num_threads: int | None = None, vector_dtype: str = "float32") -> None:
         import torch
 
         from xm_integrations import ColBERTXM
@@ -134,6 +137,7 @@ class DocumentEncoder:
         self.record_json = expected_record.encode()
         self.language = language
         self.options = {} if encode_batch_size is None else {"batch_size": encode_batch_size}
+        self.vector_dtype = vector_dtype
         self.skip = None
         if skip_ids is not None:
             import ray
@@ -151,9 +155,9 @@ class DocumentEncoder:
         try:
             codes = self.model._resolve_input_languages([row["language"] or self.language for row in rows], len(rows),
                                                         lambda positions: [rows[i]["text"] for i in positions])
-            vectors = self.model.encode_document([row["text"] for row in rows], language=codes,
-                                                 show_progress_bar=False, **self.options)
-            return self._table(rows, codes, [v.float().cpu().numpy() for v in vectors])
+            vectors = self.model.encode_document([row["text"] for row in rows], language=codes, convert_to_numpy=True,
+                                                 show_progress_bar=False, **self.options)  # one host copy per batch
+            return self._table(rows, codes, vectors)
         except Exception as exc:  # the batch is reported by id; the job goes on with the others
             error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
             return self._table(rows, [row["language"] for row in rows], None, error)
@@ -163,12 +167,12 @@ class DocumentEncoder:
         import numpy as np
         import pyarrow as pa
 
-        dim = self.model.get_embedding_dimension()
+        dim, dtype = self.model.get_embedding_dimension(), np.dtype(self.vector_dtype)
         if vectors is None:
-            vectors = [np.zeros((0, dim), dtype=np.float32) for _ in rows]
-        flat = np.concatenate(vectors) if vectors else np.zeros((0, dim), dtype=np.float32)
+            vectors = [np.zeros((0, dim), dtype=dtype) for _ in rows]
+        flat = np.concatenate(vectors).astype(dtype) if vectors else np.zeros((0, dim), dtype=dtype)
         offsets = np.concatenate([[0], np.cumsum([len(v) for v in vectors])]).astype(np.int32)
-        tokens = pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1), pa.float32()), dim)
+        tokens = pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1), pa.from_numpy_dtype(dtype)), dim)
         columns = {
             "id": pa.array([row["id"] for row in rows], pa.string()),
             "text": pa.array([row["text"] for row in rows], pa.string()),
@@ -200,6 +204,7 @@ def encode_with_ray(
     model_name_or_path: str | None = None,
     model_kwargs: Mapping[str, Any] | None = None,
     skip_ids: Iterable[str] | None = None,
+    vector_dtype: Literal["float32", "float16"] = "float32",
 ) -> Any:
     """Encode ``corpus`` on the connected Ray cluster: a lazy Ray Dataset of encoded documents (:data:`ENCODED_COLUMNS`).
 
@@ -213,13 +218,15 @@ def encode_with_ray(
         language: Adapter of passages without their own: a code, ``"auto"`` (detected per
             passage, in the actors) or None for the model's default.
         num_actors: Encoder actors (default: one per GPU in the cluster, else one per node).
-        num_gpus / num_cpus: Resources per actor (default: 1 GPU where the cluster has GPUs, else
-            1 CPU; a CPU actor runs torch on that many threads).
+        num_gpus / num_cpus: Resources per actor (default: 1 GPU where the cluster has GPUs, and
+            1 CPU); torch runs on that many CPU threads in the actor (Ray sets one per CPU).
         batch_size: Passages per Ray batch (per ``encode_document`` call).
         encode_batch_size: The most passages per forward pass inside a batch.
         model_name_or_path / model_kwargs: What the actors load, when it differs from the
             driver's path (another mount point of the same checkpoint), and ``ColBERTXM`` arguments.
         skip_ids: Ids not to encode (the actors drop them before encoding).
+        vector_dtype: ``"float32"`` (the model's output) or ``"float16"`` (what the indexes store:
+            half the object-store traffic and Parquet bytes; :func:`index_with_ray` uses it).
 
     Raises:
         MissingExtraError: Ray Data is not installed.
@@ -228,6 +235,8 @@ def encode_with_ray(
     ray = import_ray()
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
         raise InvalidArgumentError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    if vector_dtype not in ("float32", "float16"):
+        raise InvalidArgumentError(f"vector_dtype must be 'float32' or 'float16', got {vector_dtype!r}.")
     record = IndexModelRecord.from_model(model)
     name = model_name_or_path or record.name_or_path
     if not name:
@@ -244,7 +253,7 @@ def encode_with_ray(
         fn_constructor_kwargs={"model_name_or_path": name, "model_kwargs": kwargs, "expected_record": record.to_json(),
                                "language": language, "encode_batch_size": encode_batch_size,
                                "skip_ids": ray.put(skip) if skip else None,
-                               "num_threads": None if gpus else max(1, int(cpus))},
+                               "num_threads": max(1, int(cpus)), "vector_dtype": vector_dtype},
         batch_size=batch_size, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=actors),
         num_gpus=gpus or None, num_cpus=cpus,
     )

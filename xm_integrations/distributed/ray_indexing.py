@@ -97,6 +97,7 @@ def index_with_ray(
     if total == 0:
         return result
     skip = present if on_existing == "skip" and not isinstance(corpus, list) else None
+    encode_options.setdefault("vector_dtype", "float16")  # what the index stores: the same rounding, half the traffic
     encoded = encode_with_ray(corpus, model, language=language, skip_ids=skip, **encode_options)
     with tqdm(total=total, unit="passage", desc="Indexing", disable=not _show_progress(show_progress_bar)) as bar:
         result = _write_stream(index, _chunks(encoded.iter_batches(batch_size=None, batch_format="pyarrow"), chunk_size),
