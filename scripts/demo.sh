@@ -36,3 +36,26 @@ echo
 echo "== The same index, filtered to French passages"
 "$PY" -m xm_integrations search --index "$DEMO/index" -q 'When was the Eiffel Tower built?' --language en \
     --where "language = 'fr_XX'" --top-k 2 --format table --no-progress
+
+echo
+echo "== The same corpus encoded by actors on Ray (a local one-node cluster here; --ray ADDRESS for a real one)"
+rm -rf "$DEMO/index-ray"
+"$PY" -m xm_integrations index xm_integrations/data/demo_passages.jsonl --index "$DEMO/index-ray" \
+    --model antoinelouis/colbert-xm --language auto --ray --ray-actors 1 --no-progress 2>&1 | grep -v -e '^20..-' -e '^\['
+"$PY" -m xm_integrations search --index "$DEMO/index-ray" -q 'When was the Eiffel Tower built?' --language en \
+    --top-k 2 --format table --no-progress
+
+echo
+echo "== The same search on Qdrant (qdrant-client's local mode here; QdrantIndex(url=...) for a server)"
+"$PY" - <<'PYTHON'
+import json
+
+from xm_integrations import ColBERTXM
+from xm_integrations.index import QdrantIndex
+
+passages = [json.loads(line) for line in open("xm_integrations/data/demo_passages.jsonl") if line.strip()]
+with QdrantIndex(location=":memory:", model=ColBERTXM("antoinelouis/colbert-xm")) as index:
+    index.add_documents(passages, language="auto")
+    for hit in index.search("When was the Eiffel Tower built?", language="en", top_k=2, return_text=True)[0]:
+        print(f"{hit['score']:8.3f}  {hit['corpus_id']}  {hit['text'][:70]}")
+PYTHON

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
@@ -49,7 +50,11 @@ def connect(address: str | None = None) -> Any:
     """Connect to the Ray cluster at ``address`` (None: ``RAY_ADDRESS``, a running local cluster, or a new local one)."""
     ray = import_ray()
     if not ray.is_initialized():
-        ray.init(address=address, log_to_driver=False, configure_logging=False)
+        with warnings.catch_warnings():
+            # Ray starts a local cluster's processes with fork + exec: LanceDB's warning about forking
+            # while its runtime is loaded concerns children that keep running Python, which these do not.
+            warnings.filterwarnings("ignore", message="lancedb fork support", category=RuntimeWarning)
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
     return ray
 
 
