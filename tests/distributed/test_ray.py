@@ -1,6 +1,6 @@
 """Distributed encoding on a real two-node Ray cluster, against the single-process encoding and index.
 
-The cluster (a head and a worker node, one CPU each, so that both encoder actors are needed) runs
+The cluster (a head and a worker node, two logical CPUs each: one encoder actor and one read task) runs
 in a network namespace (:class:`~xm_integrations.testing.LocalRayCluster`); drivers run there too
 (:mod:`tests.distributed.ray_driver`). The references are computed here, in this process, with
 ``ColBERTXM.encode_document`` and ``add_documents``: what Ray produced must equal them.
@@ -39,7 +39,7 @@ def corpus(count: int, seed: int) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def cluster():
-    with LocalRayCluster(workers=1, cpus_per_node=1) as running:
+    with LocalRayCluster(workers=1, cpus_per_node=2) as running:  # an actor and a read task per node
         yield running
 
 
@@ -56,9 +56,10 @@ def driver(cluster: LocalRayCluster, tmp_path: Path, **job) -> list[str]:
 
 
 def run_driver(cluster: LocalRayCluster, tmp_path: Path, **job) -> dict:
-    done = cluster.run(driver(cluster, tmp_path, **job), cwd=REPO)
+    command = driver(cluster, tmp_path, **job)
+    done = cluster.run(command, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(Path(command[-1] + ".result").read_text())
 
 
 def test_ray_encoding_equals_the_single_process_encoding(cluster, model, tiny_colbert_xm, tmp_path):
@@ -107,18 +108,43 @@ def test_an_index_built_through_ray_searches_like_one_built_in_one_process(clust
                                        [h["score"] for hits in local_hits for h in hits], rtol=1e-4)
 
 
-def test_a_failing_batch_is_reported_by_id_and_a_rerun_completes_it(cluster, model, tiny_colbert_xm, tmp_path):
+def test_a_parquet_corpus_read_by_ray_indexes_like_passages_in_memory_and_resumes(cluster, model, tiny_colbert_xm,
+                                                                                  tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from xm_integrations.index import LanceDBIndex
+
+    passages = corpus(300, seed=26)
+    table = pa.table({"id": [p["id"] for p in passages], "text": [p["text"] for p in passages],
+                      "language": [p.get("language") for p in passages], "year": [p["year"] for p in passages],
+                      "source": [p["source"] for p in passages]})
+    pq.write_table(table.slice(0, 120), tmp_path / "first.parquet")
+    pq.write_table(table, tmp_path / "all.parquet")
+    job = {"kind": "index", "backend": "lancedb", "model": str(tiny_colbert_xm), "index": tmp_path / "ray",
+           "options": {"language": "auto", "batch_size": 40}}
+    first = run_driver(cluster, tmp_path, corpus=str(tmp_path / "first.parquet"), **job)
+    again = run_driver(cluster, tmp_path, corpus=str(tmp_path / "all.parquet"), **job)
+    assert (first["added"], again["added"], again["skipped"], again["count"]) == (120, 180, 120, 300)
+    with LanceDBIndex(tmp_path / "ray", model=model) as through_ray, LanceDBIndex(tmp_path / "local", model=model) as local:
+        local.add_documents(passages, language="auto")
+        ray_hits = through_ray.search(QUERIES, language="en", top_k=10, exact=True, return_metadata=True)
+        local_hits = local.search(QUERIES, language="en", top_k=10, exact=True, return_metadata=True)
+        assert [[(h["corpus_id"], h["language"], h["metadata"]) for h in hits] for hits in ray_hits] == [
+            [(h["corpus_id"], h["language"], h["metadata"]) for h in hits] for hits in local_hits]
+
+
+def test_a_failing_passage_is_reported_by_id_alone_and_a_rerun_completes_it(cluster, model, tiny_colbert_xm, tmp_path):
     passages = corpus(200, seed=23)
     broken = [{**p, "language": "klingon"} if i == 77 else p for i, p in enumerate(passages)]
     job = {"kind": "index", "backend": "lancedb", "model": str(tiny_colbert_xm), "index": tmp_path / "index",
            "options": {"language": "auto", "batch_size": 20}}
     summary = run_driver(cluster, tmp_path, corpus=write_jsonl(tmp_path / "broken.jsonl", broken), **job)
-    (failure,) = summary["failed"]
-    assert passages[77]["id"] in failure["ids"] and "klingon" in failure["error"] and len(failure["ids"]) <= 20
-    assert summary["added"] == summary["count"] == 200 - len(failure["ids"])
+    (failure,) = summary["failed"]  # its batch of 20 was split until the bad passage stood alone
+    assert failure["ids"] == [passages[77]["id"]] and "klingon" in failure["error"]
+    assert summary["added"] == summary["count"] == 199
     again = run_driver(cluster, tmp_path, corpus=write_jsonl(tmp_path / "fixed.jsonl", passages), **job)
-    assert (again["added"], again["skipped"], again["count"], again["failed"]) == (len(failure["ids"]),
-                                                                                  summary["added"], 200, [])
+    assert (again["added"], again["skipped"], again["count"], again["failed"]) == (1, 199, 200, [])
 
 
 def _index_ids(path: Path) -> list[str]:

@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{error} The index {args.index} keeps the {index.count() - before} passage(s) committed "
                          f"before it; fix the input and re-run the same command to finish (indexed ids are skipped)."
                          ) from None
-    if result.added + result.updated + result.skipped == 0:
+    if result.added + result.updated + result.skipped + len(getattr(result, "failed_ids", ())) == 0:
         raise InputError(f"the corpus {source} holds no passage (blank lines are skipped); give at least one.")
     print(f"{args.index}: {result.added} added, {result.updated} updated, {result.skipped} skipped; "
           f"{index.count()} passages in the index.", file=sys.stderr)

@@ -8,8 +8,9 @@ and ``error``.
 Actors load the checkpoint once (by name or path, so it must be reachable from every node: a Hub
 id, or a folder on shared storage) and check it against the encoder the driver holds, so that a
 node with another copy of the checkpoint cannot write incomparable vectors. Each batch goes
-through ``encode_document`` (the fast path). A batch that fails keeps its rows, with empty
-vectors and the error, so it is reported by id and the other batches are kept.
+through ``encode_document`` (the fast path). A batch that fails is halved and retried until the
+failing passages stand alone: they keep their rows, with empty vectors and the error, so they are
+reported by id and every other passage is encoded.
 """
 
 from __future__ import annotations
@@ -157,15 +158,24 @@ class DocumentEncoder:
         rows = table.to_pylist()
         if not rows:
             return self._table([], [], [])
+        import pyarrow as pa
+
+        return pa.concat_tables(self._encode(rows))
+
+    def _encode(self, rows: list[dict]) -> list[Any]:
+        """Encoded tables for ``rows``; a failing group is halved until the failing rows stand alone."""
         try:
             codes = self.model._resolve_input_languages([row["language"] or self.language for row in rows], len(rows),
                                                         lambda positions: [rows[i]["text"] for i in positions])
             vectors = self.model.encode_document([row["text"] for row in rows], language=codes, convert_to_numpy=True,
                                                  show_progress_bar=False, **self.options)  # one host copy per batch
-            return self._table(rows, codes, vectors)
-        except Exception as exc:  # the batch is reported by id; the job goes on with the others
+            return [self._table(rows, codes, vectors)]
+        except Exception as exc:  # reported by id; the other rows (and batches) go on
+            if len(rows) > 1:
+                middle = len(rows) // 2
+                return self._encode(rows[:middle]) + self._encode(rows[middle:])
             error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
-            return self._table(rows, [row["language"] for row in rows], None, error)
+            return [self._table(rows, [row["language"] for row in rows], None, error)]
 
     def _table(self, rows: list[dict], codes: list[str | None], vectors: list[Any] | None, error: str | None = None
                ) -> Any:
@@ -188,6 +198,16 @@ class DocumentEncoder:
         }
         table = pa.table(columns)
         return table.replace_schema_metadata({RECORD_METADATA_KEY: self.record_json})
+
+
+def _check_room_to_read(resources: Mapping[str, float], actors: int, cpus: float) -> None:
+    """Refuse actors that would hold every CPU of the cluster: the corpus's read tasks could then never run."""
+    total = resources.get("CPU", 0)
+    if total and actors * cpus >= total:
+        raise InvalidArgumentError(
+            f"{actors} encoder actor(s) x {cpus:g} CPU(s) would hold all {total:g} CPUs of the Ray cluster, leaving "
+            f"none to read the corpus (the job would wait forever); lower num_actors or num_cpus."
+        )
 
 
 def _string_array(values: Any) -> Any:
@@ -250,10 +270,13 @@ def encode_with_ray(
     gpus = num_gpus if num_gpus is not None else (1 if resources.get("GPU", 0) >= 1 else 0)
     cpus = num_cpus if num_cpus is not None else 1
     actors = num_actors or (int(resources["GPU"] // gpus) if gpus else max(1, len(ray.nodes()) if ray.is_initialized() else 1))
+    dataset = passage_dataset(corpus)
+    if isinstance(corpus, (str, os.PathLike, ray.data.Dataset)):  # read by tasks that need a CPU of their own
+        _check_room_to_read(resources, actors, cpus)
     kwargs = {"device": "cuda" if gpus else "cpu", "language": getattr(model, "default_language", None),
               **({"revision": record.revision} if record.revision else {}), **dict(model_kwargs or {})}
     skip = set(skip_ids or ())
-    return passage_dataset(corpus).map_batches(
+    return dataset.map_batches(
         DocumentEncoder,
         fn_constructor_kwargs={"model_name_or_path": name, "model_kwargs": kwargs, "expected_record": record.to_json(),
                                "language": language, "encode_batch_size": encode_batch_size,

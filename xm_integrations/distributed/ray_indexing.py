@@ -10,6 +10,7 @@ skipped when it arrives twice, so a killed job neither loses nor duplicates pass
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -91,7 +92,9 @@ def index_with_ray(
     if not isinstance(chunk_size, int) or chunk_size <= 0:
         raise InvalidArgumentError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
     ray = connect(address)
-    ray.data.DataContext.get_current().enable_progress_bars = _show_progress(show_progress_bar)
+    if not _show_progress(show_progress_bar):  # quiet: no bars, and none of Ray Data's INFO lines about them
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
+        ray.data.DataContext.get_current().enable_progress_bars = False
     corpus, total, present = _pending_corpus(index, corpus, on_existing)
     result = RayIndexingResult(skipped=len(present) if on_existing == "skip" else 0)
     if total == 0:
