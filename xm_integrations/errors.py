@@ -31,6 +31,7 @@ __all__ = [
     "ModelFolderError",
     "OutputExistsError",
     "PoolWorkerError",
+    "RayClusterUnavailable",
     "RepoIdError",
     "UnknownLanguageError",
     "UploadError",
@@ -216,6 +217,10 @@ class DuplicateIdError(XMIntegrationsError, ValueError):
 
 class IndexBackendError(XMIntegrationsError, RuntimeError):
     """The index's engine (a Qdrant server, say) failed, after retries where the error was transient; nothing was assumed written."""
+
+
+class RayClusterUnavailable(XMIntegrationsError, RuntimeError):
+    """This machine cannot run a local multi-node Ray cluster (the message says why), or it failed to start."""
 
 
 class MissingExtraError(XMIntegrationsError, ImportError):

@@ -148,13 +148,13 @@ class DocumentEncoder:
         if skip_ids is not None:
             import ray
 
-            self.skip = ray.get(skip_ids)
+            self.skip = _string_array(ray.get(skip_ids))  # built once: batches only look ids up in it
 
     def __call__(self, table: Any) -> Any:
-        if self.skip:
+        if self.skip is not None:
             import pyarrow.compute as pc
 
-            table = table.filter(pc.invert(pc.is_in(table.column("id"), value_set=_string_array(self.skip))))
+            table = table.filter(pc.invert(pc.is_in(table.column("id"), value_set=self.skip)))
         rows = table.to_pylist()
         if not rows:
             return self._table([], [], [])

@@ -146,8 +146,7 @@ def _pending_corpus(index: MultiVectorIndex, corpus: Any, on_existing: OnExistin
     if isinstance(corpus, (str, os.PathLike, Dataset)):
         dataset = passage_dataset(corpus)
         present = _present_ids(index, _dataset_ids(dataset))
-        index_error = on_existing == "error" and present
-        if index_error:
+        if present and on_existing == "error":
             raise index._duplicates_error(present)
         return dataset, None, present
     passages = [to_passage(passage, position) for position, passage in enumerate(corpus)]

@@ -23,13 +23,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from xm_integrations.errors import XMIntegrationsError
+from xm_integrations.errors import RayClusterUnavailable
 
 __all__ = ["LocalRayCluster", "RayClusterUnavailable", "cannot_start_reason"]
-
-
-class RayClusterUnavailable(XMIntegrationsError, RuntimeError):
-    """This machine cannot run a local multi-node Ray cluster (the message says why), or it failed to start."""
 
 
 def cannot_start_reason() -> str | None:
