@@ -169,10 +169,15 @@ def test_killed_workers_and_a_killed_driver_neither_lose_nor_duplicate_passages(
     command = driver(cluster, tmp_path, **job)
     first = cluster.popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_until(lambda: len(_index_ids(tmp_path / "index")) >= 200)
-    workers = subprocess.run(["pgrep", "-f", r"MapWorker\(MapBatches\(DocumentEncoder\)\)$"], capture_output=True,
-                             text=True).stdout.split()
-    assert workers, "no encoder actor process found"
-    subprocess.run(["kill", "-9", workers[0]], check=True)  # Ray restarts the actor and re-runs its batch
+    workers: list[str] = []
+
+    def encoder_actors() -> bool:  # its title is "ray::MapWorker(MapBatches(DocumentEncoder))", plus a suffix while busy
+        workers[:] = subprocess.run(["pgrep", "-f", r"^ray::MapWorker\(MapBatches\(DocumentEncoder\)\)"],
+                                    capture_output=True, text=True).stdout.split()
+        return bool(workers)
+
+    _wait_until(encoder_actors, timeout=30)
+    subprocess.run(["kill", "-9", workers[0]], check=False)  # Ray restarts the actor and re-runs its batch
     out, err = first.communicate(timeout=300)
     assert first.returncode == 0, err[-3000:]
     ids = _index_ids(tmp_path / "index")

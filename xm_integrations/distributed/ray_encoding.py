@@ -88,7 +88,7 @@ def passage_dataset(corpus: Any) -> Any:
         raise ArgumentTypeError(f"corpus must be a Ray Dataset, a path, or an iterable of passages, got "
                                 f"{type(corpus).__name__}.")
     rows = [_row(to_passage(passage, position)) for position, passage in enumerate(corpus)]
-    return ray.data.from_items(rows) if rows else ray.data.from_items([]).map_batches(_normalized_batch)
+    return ray.data.from_items(rows)
 
 
 def _row(passage: Any) -> dict[str, Any]:
@@ -213,7 +213,7 @@ def _check_room_to_read(resources: Mapping[str, float], actors: int, cpus: float
 def _string_array(values: Any) -> Any:
     import pyarrow as pa
 
-    return pa.array(sorted(values), pa.string())
+    return pa.array(list(values), pa.string())
 
 
 def encode_with_ray(
