@@ -279,13 +279,17 @@ class MonoXM(XmodWrapper, CompilableXmodMixin, CrossEncoderHooks, CrossEncoder):
             super().save(path, *args, **kwargs)
 
     def preprocess(self, inputs: Sequence[Any], prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:
-        """Tokenize as ``CrossEncoder`` does and add XMOD's ``lang_ids`` from the routed pairs.
+        """Tokenize as ``CrossEncoder`` does and add XMOD's ``lang_ids``, each pair's from its texts, as in :meth:`predict`.
 
-        Pairs without an adapter (training through the stock data collator) get no ``lang_ids``,
-        so XMOD uses the checkpoint's default language for them, as in a stock ``CrossEncoder``.
+        A pair's adapter is the :class:`~xm_integrations.languages.routing.RoutedPair`'s, else its
+        passage's when the passage is a :class:`~xm_integrations.languages.routing.RoutedText`
+        (stock cross-encoder losses zip the columns of routed texts into plain tuples before
+        calling this; with in-batch negatives a pair's adapter is its passage's row's). Pairs
+        without an adapter (the stock data collator) get no ``lang_ids``, so XMOD uses the
+        checkpoint's default language for them, as in a stock ``CrossEncoder``.
         """
         features = super().preprocess(inputs, prompt=prompt, **kwargs)
-        lang_ids = routed_lang_ids(inputs, len(self.languages))
+        lang_ids = routed_lang_ids([_carried_language(pair) for pair in inputs], len(self.languages))
         if lang_ids is not None and features:
             features["lang_ids"] = lang_ids
         return features

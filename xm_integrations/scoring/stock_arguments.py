@@ -13,6 +13,11 @@ mean the same by them, while scoring with :func:`~xm_integrations.scoring.maxsim
 
 Our own options (``query_mask``, ``document_mask``, ``chunk_size``, ``query_chunk_size``,
 ``memory_budget``) are accepted too; giving a stock name and its counterpart together is an error.
+
+Training: :func:`maxsim` reuses buffers and the Triton kernel has no backward, so when gradients
+are enabled and an input requires them, scores come from stock
+:func:`sentence_transformers.util.similarity.maxsim` (differentiable, same semantics). Inference
+(``torch.no_grad``, ``inference_mode``, or inputs without gradients) keeps the fast path.
 """
 
 from __future__ import annotations
@@ -43,6 +48,9 @@ def stock_similarity(embeddings1: Any, embeddings2: Any, *, pairwise: bool, leng
         TypeError: an argument neither stock nor :func:`maxsim` takes, or a stock argument given
             together with its :func:`maxsim` counterpart.
     """
+    if torch.is_grad_enabled() and (_requires_grad(embeddings1) or _requires_grad(embeddings2)):
+        return _differentiable_similarity(embeddings1, embeddings2, pairwise=pairwise,
+                                          length_normalize=length_normalize, **kwargs)
     for stock_name, our_name in _STOCK_TO_OURS.items():
         if stock_name in kwargs:
             if our_name in kwargs:
@@ -68,6 +76,39 @@ def stock_similarity(embeddings1: Any, embeddings2: Any, *, pairwise: bool, leng
         empty = empty.to(scores.device)
         scores = scores.masked_fill(empty if pairwise else empty[None, :], EMPTY_DOCUMENT_SCORE)
     return scores.float().to(result_device)
+
+
+def _requires_grad(embeddings: Any) -> bool:
+    if isinstance(embeddings, Tensor):
+        return embeddings.requires_grad
+    return isinstance(embeddings, (list, tuple)) and any(
+        isinstance(item, Tensor) and item.requires_grad for item in embeddings
+    )
+
+
+#: Options of ours that only choose how :func:`maxsim` chunks its work: without effect on the scores.
+_SPEED_ONLY = frozenset({"chunk_size", "query_chunk_size"})
+
+
+def _differentiable_similarity(embeddings1: Any, embeddings2: Any, *, pairwise: bool, length_normalize: bool,
+                               **kwargs: Any) -> Tensor:
+    """Stock ``maxsim`` / ``maxsim_pairwise`` (autograd-friendly), with our option names translated to stock's."""
+    from sentence_transformers.util.similarity import maxsim as stock_maxsim
+    from sentence_transformers.util.similarity import maxsim_pairwise as stock_maxsim_pairwise
+
+    for stock_name, our_name in _STOCK_TO_OURS.items():
+        if our_name in kwargs:
+            if stock_name in kwargs:
+                raise ArgumentTypeError(f"similarity() got both {stock_name}= and {our_name}=; they are the same mask, pass one.")
+            kwargs[stock_name] = kwargs.pop(our_name)
+    if "memory_budget" in kwargs:
+        if "chunk_elements" in kwargs:
+            raise ArgumentTypeError("similarity() got both chunk_elements= and memory_budget=; pass one.")
+        kwargs["chunk_elements"] = max(1, int(kwargs.pop("memory_budget")) // 4)
+    for name in _SPEED_ONLY & set(kwargs):
+        kwargs.pop(name)
+    score = stock_maxsim_pairwise if pairwise else stock_maxsim
+    return score(embeddings1, embeddings2, length_normalize=length_normalize, **kwargs)
 
 
 def _as_tensor(value: Any) -> Any:
