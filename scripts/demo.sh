@@ -59,3 +59,7 @@ with QdrantIndex(location=":memory:", model=ColBERTXM("antoinelouis/colbert-xm")
     for hit in index.search("When was the Eiffel Tower built?", language="en", top_k=2, return_text=True)[0]:
         print(f"{hit['score']:8.3f}  {hit['corpus_id']}  {hit['text'][:70]}")
 PYTHON
+
+echo
+echo "== Fine-tune ColBERT-XM the X-MOD way (adapters frozen, English rows), then evaluate per language"
+TQDM_DISABLE=1 "$PY" examples/finetune.py --max-steps 20 --output-dir "$DEMO/finetuned"

@@ -20,6 +20,7 @@ from xm_integrations.evaluation import (
     rerank,
     results_document,
 )
+from xm_integrations.testing.datasets import write_beir, write_sample_datasets
 
 ir_measures = pytest.importorskip("ir_measures")
 REFERENCE = ir_measures.providers.registry["pytrec_eval"]
@@ -166,20 +167,6 @@ def test_unknown_metric_and_empty_qrels_are_explained() -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def write_beir(folder: Path, corpus: dict, queries: dict, qrels: list[tuple[str, str, int]]) -> Path:
-    folder.mkdir(parents=True)
-    (folder / "corpus.jsonl").write_text(
-        "".join(json.dumps({"_id": doc_id, "title": title, "text": text}, ensure_ascii=False) + "\n"
-                for doc_id, (title, text) in corpus.items()), encoding="utf-8")
-    (folder / "queries.jsonl").write_text(
-        "".join(json.dumps({"_id": qid, "text": text}, ensure_ascii=False) + "\n" for qid, text in queries.items()),
-        encoding="utf-8")
-    (folder / "qrels").mkdir()
-    (folder / "qrels" / "test.tsv").write_text(
-        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{s}\n" for q, d, s in qrels), encoding="utf-8")
-    return folder
-
-
 def test_reads_beir_layout_per_language_folders(tmp_path: Path) -> None:
     write_beir(tmp_path / "fr", {"d1": ("Titre", "La tour Eiffel."), "d2": ("", "Le thé vert.")},
                {"q1": "Quand la tour Eiffel ?", "q2": "non jugée"}, [("q1", "d1", 1), ("q1", "d2", 0)])
@@ -291,26 +278,6 @@ def test_retrieve_keeps_the_top_k_maxsim_documents_across_chunks(tiny_colbert_xm
             assert run[query_id][doc_id] == pytest.approx(score, abs=1e-4)
 
 
-def write_sample_dataset(root: Path) -> Path:
-    """Two languages in BEIR layout from the tiny corpus, with a BM25-like candidates file in each."""
-    from xm_integrations.testing.corpus import SAMPLE_PASSAGES
-
-    topics = {  # query text, index of the relevant passage (same topic order in both languages)
-        "fr_XX": [("Quand la tour Eiffel a-t-elle été construite ?", 0), ("Combien de caféine dans le thé vert ?", 3),
-                  ("La plus grande forêt tropicale", 2)],
-        "de_DE": [("Wann wurde der Eiffelturm gebaut?", 0), ("Was ist Photosynthese?", 1)],
-    }
-    for code, queries in topics.items():
-        folder = write_beir(root / code.split("_")[0],
-                            {f"{code}-{i}": ("", text) for i, text in enumerate(SAMPLE_PASSAGES[code])},
-                            {f"q{i}": text for i, (text, _) in enumerate(queries)},
-                            [(f"q{i}", f"{code}-{doc}", 1) for i, (_, doc) in enumerate(queries)])
-        (folder / "bm25.trec").write_text("".join(
-            f"q{i} Q0 {code}-{d} {d + 1} {10 - d} bm25\n" for i in range(len(queries))
-            for d in range(len(SAMPLE_PASSAGES[code]))))
-    return root
-
-
 def reference_from_files(run_file: Path, qrels_file: Path) -> dict[str, float]:
     """Mean metrics computed by trec_eval from the files alone (ir-measures' TREC run reader, qrels read here)."""
     run: dict = {}
@@ -328,7 +295,7 @@ def test_evaluate_command_matches_trec_eval_on_its_own_runs(kind: str, tmp_path:
                                                             tiny_mono_xm: Path) -> None:
     from xm_integrations.cli import main
 
-    dataset = write_sample_dataset(tmp_path / "data")
+    dataset = write_sample_datasets(tmp_path / "data")
     output, runs = tmp_path / "results.json", tmp_path / "runs"
     model = tiny_colbert_xm if kind == "retrieval" else tiny_mono_xm
     extra = ["--candidates", "bm25.trec"] if kind == "reranking" else []
@@ -354,7 +321,7 @@ def test_evaluate_then_push_puts_the_numbers_in_the_card(tmp_path: Path) -> None
     from xm_integrations.testing import build_tiny_mono_xm
 
     source = build_tiny_mono_xm(tmp_path / "src", languages=("en_XX", "fr_XX", "de_DE"))
-    dataset = write_sample_dataset(tmp_path / "data")
+    dataset = write_sample_datasets(tmp_path / "data")
     results = tmp_path / "results.json"
     assert main(["evaluate", str(source), str(dataset), "--candidates", "bm25.trec", "--output", str(results),
                  "--dataset-name", "sample", "--dataset-id", "org/sample", "--no-progress"]) == 0

@@ -12,9 +12,9 @@ import pytest
 from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
 from sentence_transformers.multi_vector_encoder.evaluation import MultiVectorInformationRetrievalEvaluator
 
-from tests.evaluation.test_evaluation import write_sample_dataset
 from xm_integrations import ColBERTXM, MonoXM
 from xm_integrations.evaluation.datasets import load_candidates, load_datasets
+from xm_integrations.testing.datasets import write_sample_datasets
 from xm_integrations.training import language_evaluators
 from xm_integrations.training.evaluation import MAX_RERANK_DOCUMENTS
 
@@ -34,7 +34,7 @@ def _reference(model_class, path: Path, dataset, evaluator_class, language: str 
 @pytest.mark.parametrize("kind", ["colbert", "mono"])
 def test_per_language_metrics_equal_a_model_set_to_that_language(kind: str, tmp_path: Path, tiny_colbert_xm: Path,
                                                                   tiny_mono_xm: Path) -> None:
-    root = write_sample_dataset(tmp_path / "data")
+    root = write_sample_datasets(tmp_path / "data")
     path, model_class = (tiny_colbert_xm, ColBERTXM) if kind == "colbert" else (tiny_mono_xm, MonoXM)
     evaluator_class = MultiVectorInformationRetrievalEvaluator if kind == "colbert" else CrossEncoderRerankingEvaluator
     model = model_class(str(path), language="en")
@@ -55,7 +55,7 @@ def test_evaluation_during_training_logs_each_language(tmp_path: Path, tiny_colb
 
     from xm_integrations.training import ColBERTXMLoss, ColBERTXMTrainer
 
-    root = write_sample_dataset(tmp_path / "data")
+    root = write_sample_datasets(tmp_path / "data")
     model = ColBERTXM(str(tiny_colbert_xm), language="en")
     data = Dataset.from_dict({"query": ["what is tea", "when was the tower built"],
                               "positive": ["tea is a drink", "the tower was built in 1889"],
@@ -71,7 +71,7 @@ def test_evaluation_during_training_logs_each_language(tmp_path: Path, tiny_colb
 
 
 def test_rerank_candidates_and_limits(tmp_path: Path, tiny_mono_xm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    root = write_sample_dataset(tmp_path / "data")
+    root = write_sample_datasets(tmp_path / "data")
     model = MonoXM(str(tiny_mono_xm), language="en")
     candidates = {name: load_candidates(root / name / "bm25.trec") for name in ("de", "fr")}
     evaluator = language_evaluators(model, root, candidates=candidates)
