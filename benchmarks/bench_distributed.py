@@ -142,14 +142,20 @@ def ray_cpu(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def ray_gpu(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every variant ``--repeats`` times, interleaved (round ``r`` runs each once), so drift shows as spread."""
     path, passages = checkpoint(args), workload(args.passages)
-    rows = [{"variant": "encode_document, 1 process, cuda, to NumPy", **single_process(path, passages, "cuda", None, True)},
-            {"variant": "encode_document, 1 process, cuda, tensors on GPU", **single_process(path, passages, "cuda", None)}]
-    bc.free_memory()
-    for variant in args.gpu_variants.split(","):
-        batch, cpus, dtype = variant.split(":")
-        rows.append({"variant": f"encode_with_ray, 1 GPU actor, batch {batch}, {cpus} CPU(s), {dtype}",
-                     **run_ray(args, None, actors=1, ray_batch=int(batch), actor_cpus=int(cpus), vector_dtype=dtype)})
+    rows = []
+    for repeat in range(args.repeats):
+        suffix = f" (round {repeat + 1})" if args.repeats > 1 else ""
+        rows += [{"variant": f"encode_document, 1 process, cuda, to NumPy{suffix}",
+                  **single_process(path, passages, "cuda", None, True)},
+                 {"variant": f"encode_document, 1 process, cuda, tensors on GPU{suffix}",
+                  **single_process(path, passages, "cuda", None)}]
+        bc.free_memory()
+        for variant in args.gpu_variants.split(","):
+            batch, cpus, dtype = variant.split(":")
+            rows.append({"variant": f"encode_with_ray, 1 GPU actor, batch {batch}, {cpus} CPU(s), {dtype}{suffix}",
+                         **run_ray(args, None, actors=1, ray_batch=int(batch), actor_cpus=int(cpus), vector_dtype=dtype)})
     return rows
 
 
@@ -251,6 +257,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=50, help="engines: queries for exhaustive and LanceDB")
     parser.add_argument("--slow-queries", type=int, default=20, help="engines: queries for Qdrant local mode")
     parser.add_argument("--candidates", default="100,1000", help="engines: Qdrant first-stage candidates to compare")
+    parser.add_argument("--repeats", type=int, default=1, help="ray-gpu: rounds of every variant, interleaved")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work-dir", default=None)
     parser.add_argument("--json", default=None)
