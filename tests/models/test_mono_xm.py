@@ -504,3 +504,18 @@ def test_exit_never_waits_on_chunks_left_for_dead_workers(tiny_mono_xm: Path) ->
         pytest.fail("the interpreter did not exit: it waits on chunks queued for dead workers")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "stopped" in result.stdout
+
+
+def test_preprocess_takes_each_pairs_adapter_from_its_texts(model: MonoXM, reference: Reference) -> None:
+    """Stock cross-encoder losses zip routed texts into plain tuples: each pair's passage carries its adapter."""
+    from xm_integrations.languages.routing import RoutedText
+
+    index = model.languages.index
+    pairs = [(RoutedText(query, index(language)), RoutedText(passage, index(language)))
+             for (query, passage), language in zip(PAIRS, KNOWN_LANGUAGES)]
+    assert_adapters_differ(reference, PAIRS, "en_XX", "fr_XX")
+    features = model.preprocess(pairs)
+    assert features["lang_ids"].tolist() == [index(language) for language in KNOWN_LANGUAGES]
+    with torch.no_grad():
+        logits = model(features)["scores"].view(-1).numpy()
+    np.testing.assert_allclose(logits, reference.logits(PAIRS, KNOWN_LANGUAGES), atol=ATOL)

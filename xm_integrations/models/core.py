@@ -6,11 +6,13 @@
 * :func:`serve_pool_chunks` -- a pool worker loop that reports every error as a result and keeps
   serving, so a caller never waits for a chunk nobody will answer (FlagEmbedding's worker exits
   silently on the first error).
+* :func:`select_worker_device` -- a pool worker makes its own GPU the current CUDA device.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import traceback
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -25,7 +27,7 @@ from xm_integrations.models.checkpoints import max_input_tokens
 from xm_integrations.xmod.adapters import install_fast_adapters
 from xm_integrations.xmod.language_api import find_xmod_model, install_language_resolution
 
-__all__ = ["XmodWrapper", "drop_unused_none", "serve_pool_chunks"]
+__all__ = ["XmodWrapper", "drop_unused_none", "select_worker_device", "serve_pool_chunks"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +79,21 @@ class XmodWrapper(XmodLanguageMixin):
 def drop_unused_none(kwargs: dict[str, Any], unused_when_none: frozenset[str]) -> dict[str, Any]:
     """``kwargs`` without the arguments that mean "not used" when ``None`` (stock passes ``pool=None``, ...)."""
     return {key: value for key, value in kwargs.items() if value is not None or key not in unused_when_none}
+
+
+def select_worker_device(device: Any) -> None:
+    """In a child process (a pool worker), make ``device`` the current CUDA device; elsewhere do nothing.
+
+    Neither sentence-transformers' nor FlagEmbedding's workers do it: a worker serving ``cuda:1``
+    kept ``cuda:0`` current, so whatever torch places on the current device (pinned host buffers,
+    the default stream, the caching allocator's context) went through the first GPU's context.
+    The caller's own process is never changed (its current device is the user's).
+    """
+    if device is None or multiprocessing.parent_process() is None:
+        return
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is not None and torch.cuda.current_device() != device.index:
+        torch.cuda.set_device(device)
 
 
 def serve_pool_chunks(input_queue: Any, output_queue: Any, score: Callable[[Any, dict[str, Any]], Any],

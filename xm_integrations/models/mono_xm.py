@@ -23,7 +23,7 @@ from xm_integrations.languages.routing import (
     routed_lang_ids,
 )
 from xm_integrations.models.checkpoints import CheckpointFiles, check_cross_encoder_checkpoint
-from xm_integrations.models.core import XmodWrapper, drop_unused_none
+from xm_integrations.models.core import XmodWrapper, drop_unused_none, select_worker_device
 from xm_integrations.models.reranking import as_pair_batch, route_pairs
 from xm_integrations.xmod.compiled_layers import CompilableXmodMixin
 
@@ -227,6 +227,7 @@ class MonoXM(XmodWrapper, CompilableXmodMixin, CrossEncoderHooks, CrossEncoder):
         worker ran the stock batching. Routed pairs with no prompt and no forward arguments take
         :meth:`_predict_fast`.
         """
+        select_worker_device(device)
         if (prompt is None and not forward_kwargs and self._takes_fast_path({"device": device})
                 and all(isinstance(pair, RoutedPair) for pair in inputs)):
             # predict() has resolved the activation already: None here means none, not the model's.

@@ -18,6 +18,7 @@ from xm_integrations.engine import UnsetBatchSize
 from xm_integrations.engine.pipeline import encode_texts
 from xm_integrations.engine.precision import default_autocast_dtype
 from xm_integrations.engine.tokenization import tokenize
+from xm_integrations.models.core import select_worker_device
 
 __all__ = ["ColBERTDocumentHead", "colbert_document_ids", "encode_documents_fast", "fast_head_parts"]
 
@@ -117,6 +118,7 @@ def encode_documents_fast(
     if show_progress_bar is None:
         show_progress_bar = logging.getLogger(MultiVectorEncoder.__module__).getEffectiveLevel() <= logging.INFO
     if device is not None:
+        select_worker_device(device)  # in a pool worker: its GPU becomes the current device
         model.to(device)
     model.eval()
     weight, skiplist = model._fast_document_head_parts()
