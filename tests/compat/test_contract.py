@@ -61,6 +61,13 @@ def test_sentence_transformers_multi_vector_internals(tiny_colbert_xm: Path) -> 
     assert set(mask._skiplist_ids.tolist()) >= {model.tokenizer.pad_token_id}
 
 
+def test_sentence_transformers_merged_document_forward() -> None:
+    from sentence_transformers.base.losses import merged_forward
+
+    require(merged_forward, "embed_columns_padded", "ColBERTXMLoss embeds its document columns in one forward pass",
+            ("model", "features_list", "mini_batch_size", "task_default"))
+
+
 def test_sentence_transformers_model_card_logger() -> None:
     import logging
 

@@ -16,6 +16,7 @@ import torch
 __all__ = [
     "CrossEncoderHooks",
     "LanguageMajorSorting",
+    "embed_document_columns",
     "placement_is_delegated",
     "skiplist_ids",
 ]
@@ -82,3 +83,23 @@ def skiplist_ids(mask: torch.nn.Module) -> torch.Tensor | None:
     keeps the stock path.
     """
     return getattr(mask, "_skiplist_ids", None)
+
+
+def embed_document_columns(model: torch.nn.Module, columns: list[dict[str, Any]]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """``sentence_transformers.base.losses.merged_forward.embed_columns_padded``: the document columns in one forward.
+
+    What the stock multi-vector losses use: homogeneous columns (same feature keys) are padded and
+    concatenated into one ``batch * columns``-row forward pass (``lang_ids`` included), which kept the
+    GPU busy where one forward per column of 32 rows left it waiting on kernel launches
+    (``ColBERTXMLoss`` measured 1.5x slower on an H200 with one forward per column). Returns per-column
+    ``(batch, tokens, dim)`` embeddings and boolean scoring masks. Where the helper is gone, each
+    column is embedded on its own (same values, slower).
+    """
+    try:
+        from sentence_transformers.base.losses.merged_forward import embed_columns_padded
+    except ImportError:
+        embed_columns_padded = None
+    if embed_columns_padded is not None:
+        return embed_columns_padded(model, columns, None, task_default="document")
+    outputs = [model(dict(column), task=column.get("task", "document")) for column in columns]
+    return [out["token_embeddings"] for out in outputs], [out["attention_mask"].bool() for out in outputs]

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from xm_integrations.compat.sentence_transformers import embed_document_columns
 from xm_integrations.errors import InvalidArgumentError
 
 __all__ = ["ColBERTXMLoss", "colbert_ai_loss_terms"]
@@ -63,10 +64,9 @@ class ColBERTXMLoss(nn.Module):
                 "add at least one negative column, or use MultiVectorMultipleNegativesRankingLoss for pairs."
             )
         queries, query_mask = self._embed(features[0], "query")
-        documents = [self._embed(column, "document") for column in features[1:]]
-        documents_flat, documents_mask = _query_major(documents)
+        documents_flat, documents_mask = _query_major(list(zip(*embed_document_columns(self.model, features[1:]))))
         scores = self.model.similarity(queries, documents_flat, a_mask=query_mask, b_mask=documents_mask)
-        return colbert_ai_loss_terms(scores, len(documents), in_batch_negatives=self.in_batch_negatives)
+        return colbert_ai_loss_terms(scores, len(features) - 1, in_batch_negatives=self.in_batch_negatives)
 
     def _embed(self, features: dict[str, Any], default_task: str) -> tuple[Tensor, Tensor]:
         outputs = self.model(features, task=features.get("task", default_task))
