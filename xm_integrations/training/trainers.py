@@ -49,18 +49,19 @@ class _XmodTrainerMixin:
                  language_column: str = LANGUAGE_COLUMN, training_language: str | None = None,
                  group_by_language: bool = True, **kwargs: Any) -> None:
         # Stored before the stock constructor, which builds the collator and may call model_init.
-        self.freeze = freeze
-        self.trainable_languages = tuple(trainable_languages)
-        self.language_column = language_column
-        self.training_language = training_language
-        self.group_by_language = group_by_language
+        self._xmod_freeze = freeze
+        self._xmod_trainable_languages = tuple(trainable_languages)
+        self._xmod_language_column = language_column
+        self._xmod_training_language = training_language
+        self._xmod_group_by_language = group_by_language
         self.freeze_summary = None
         super().__init__(*args, **kwargs)  # type: ignore[call-arg]
         self._prepare_xmod(self.model)  # type: ignore[attr-defined]
 
     def _routing(self, model: Any) -> LanguageRouting:
-        return LanguageRouting(model, language_column=self.language_column, training_language=self.training_language,
-                               group_by_language=self.group_by_language)
+        return LanguageRouting(model, language_column=self._xmod_language_column,
+                               training_language=self._xmod_training_language,
+                               group_by_language=self._xmod_group_by_language)
 
     def _prepare_xmod(self, model: Any) -> None:
         """Freeze ``model`` (when asked) and check the datasets' languages before any step runs."""
@@ -68,8 +69,8 @@ class _XmodTrainerMixin:
         routing.training_code()  # a misspelt training_language fails here
         for dataset in _datasets_of(getattr(self, "train_dataset", None)) + _datasets_of(getattr(self, "eval_dataset", None)):
             check_dataset_languages(dataset, routing)
-        if self.freeze:
-            self.freeze_summary = freeze_xmod(model, trainable_languages=self.trainable_languages)
+        if self._xmod_freeze:
+            self.freeze_summary = freeze_xmod(model, trainable_languages=self._xmod_trainable_languages)
             logger.info("%s: %s", type(self).__name__, self.freeze_summary)
 
     def get_data_collator(self, model: Any, args: Any, processing_class: Any = None) -> Any:
@@ -87,7 +88,7 @@ class _XmodTrainerMixin:
         saved = {name: getattr(self, name, None) for name in ("train_dataset", "eval_dataset")}
         try:
             for name, dataset in saved.items():
-                setattr(self, name, _without_column(dataset, self.language_column))
+                setattr(self, name, _without_column(dataset, self._xmod_language_column))
             super().add_model_card_callback(default_args_dict)  # type: ignore[misc]
         finally:
             for name, dataset in saved.items():
@@ -96,8 +97,8 @@ class _XmodTrainerMixin:
     def call_model_init(self, trial: Any = None) -> Any:
         """A model from ``model_init`` is frozen like a model passed directly."""
         model = super().call_model_init(trial=trial)  # type: ignore[misc]
-        if getattr(self, "freeze", False):
-            self.freeze_summary = freeze_xmod(model, trainable_languages=self.trainable_languages)
+        if getattr(self, "_xmod_freeze", False):
+            self.freeze_summary = freeze_xmod(model, trainable_languages=self._xmod_trainable_languages)
         return model
 
 
