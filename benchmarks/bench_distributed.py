@@ -142,20 +142,30 @@ def ray_cpu(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def ray_gpu(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Every variant ``--repeats`` times, interleaved (round ``r`` runs each once), so drift shows as spread."""
+    """Every variant ``--repeats`` times, interleaved (round ``r`` runs each once), so drift shows as spread.
+
+    Each row is printed and written to ``--json`` as it comes, so a run cut short keeps its rows.
+    """
     path, passages = checkpoint(args), workload(args.passages)
-    rows = []
+    rows: list[dict[str, Any]] = []
+
+    def add(row: dict[str, Any]) -> None:
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        if args.json:
+            bc.write_json(args.json, {"workload": args.workload, "args": vars(args), "rows": rows})
+
     for repeat in range(args.repeats):
         suffix = f" (round {repeat + 1})" if args.repeats > 1 else ""
-        rows += [{"variant": f"encode_document, 1 process, cuda, to NumPy{suffix}",
-                  **single_process(path, passages, "cuda", None, True)},
-                 {"variant": f"encode_document, 1 process, cuda, tensors on GPU{suffix}",
-                  **single_process(path, passages, "cuda", None)}]
+        add({"variant": f"encode_document, 1 process, cuda, to NumPy{suffix}",
+             **single_process(path, passages, "cuda", None, True)})
+        add({"variant": f"encode_document, 1 process, cuda, tensors on GPU{suffix}",
+             **single_process(path, passages, "cuda", None)})
         bc.free_memory()
         for variant in args.gpu_variants.split(","):
             batch, cpus, dtype = variant.split(":")
-            rows.append({"variant": f"encode_with_ray, 1 GPU actor, batch {batch}, {cpus} CPU(s), {dtype}{suffix}",
-                         **run_ray(args, None, actors=1, ray_batch=int(batch), actor_cpus=int(cpus), vector_dtype=dtype)})
+            add({"variant": f"encode_with_ray, 1 GPU actor, batch {batch}, {cpus} CPU(s), {dtype}{suffix}",
+                 **run_ray(args, None, actors=1, ray_batch=int(batch), actor_cpus=int(cpus), vector_dtype=dtype)})
     return rows
 
 
