@@ -61,6 +61,14 @@ def test_sentence_transformers_multi_vector_internals(tiny_colbert_xm: Path) -> 
     assert set(mask._skiplist_ids.tolist()) >= {model.tokenizer.pad_token_id}
 
 
+def test_sentence_transformers_multi_vector_inference_step() -> None:
+    from sentence_transformers import MultiVectorEncoder
+
+    require(MultiVectorEncoder, "_inference", "ColBERTXM's pool workers take the fast path through this step",
+            ("inputs", "prompt", "batch_size", "show_progress_bar", "output_value", "save_to_cpu",
+             "normalize_embeddings", "token_pooling", "task", "device"))
+
+
 def test_sentence_transformers_merged_document_forward() -> None:
     from sentence_transformers.base.losses import merged_forward
 

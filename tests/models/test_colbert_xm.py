@@ -550,6 +550,28 @@ def test_languages_travel_through_a_multi_process_pool(model):
     assert _max_diff(pooled, expected) <= ATOL
 
 
+@pytest.mark.slow
+def test_two_worker_pool_takes_the_fast_path_and_sends_one_tensor_per_chunk(model):
+    """Workers call stock ``_inference``: it reaches the fast path, and a chunk comes back as views into one tensor."""
+    documents = REFERENCE["documents"] * 4
+    languages = ["fr_XX", "de_DE", "zh_CN"] * (len(documents) // 3) + ["fr_XX"] * (len(documents) % 3)
+    queries = REFERENCE["queries"]
+    pool = model.start_multi_process_pool(["cpu", "cpu"])
+    try:
+        pooled = model.encode_document(documents, language=languages, pool=pool)
+        pooled_queries = model.encode_query(queries, language="de", pool=pool)
+    finally:
+        model.stop_multi_process_pool(pool)
+    single = model.encode_document(documents, language=languages)
+    assert _max_diff(pooled, [d.numpy() for d in single]) <= ATOL
+    expected = [_reference_documents(ARRAYS, code)[i % len(REFERENCE["documents"])]
+                for i, code in enumerate(languages)]
+    assert _max_diff(pooled, expected) <= ATOL
+    storages = {document.untyped_storage().data_ptr() for document in pooled}
+    assert len(storages) <= 4  # two chunks per worker, one tensor each (stock: one per document)
+    assert _max_diff(pooled_queries, [q.numpy() for q in model.encode_query(queries, language="de")]) <= ATOL
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_encoding_and_scoring_match_colbert_ai(tiny_colbert_xm):
     """fp32 on an accelerator (stock batching): the same vectors as colbert-ai on CPU, and MaxSim on the device."""

@@ -16,6 +16,7 @@ import torch
 __all__ = [
     "CrossEncoderHooks",
     "LanguageMajorSorting",
+    "MultiVectorEncoderHooks",
     "embed_document_columns",
     "placement_is_delegated",
     "skiplist_ids",
@@ -61,6 +62,32 @@ class CrossEncoderHooks(LanguageMajorSorting):
         if handled is not None:
             return handled
         return super()._inference(inputs, **arguments, **kwargs)
+
+    def _multi_process(self, inputs: Any, show_progress_bar: bool | None = True, pool: dict[str, Any] | None = None,
+                       device: Any = None, chunk_size: int | None = None, **kwargs: Any) -> Any:
+        return self.multi_process_hook(super()._multi_process, inputs, show_progress_bar=show_progress_bar, pool=pool,
+                                       device=device, chunk_size=chunk_size, **kwargs)
+
+
+class MultiVectorEncoderHooks(LanguageMajorSorting):
+    """``MultiVectorEncoder``'s private steps, forwarded to hooks of the model class.
+
+    * ``_inference`` (6.2+): what a pool worker calls for its chunk, bypassing ``encode``; without
+      this every ColBERT-XM worker ran the stock batching. :meth:`inference_hook` returns ``None``
+      for the stock step.
+    * ``_multi_process``: the pool call; :meth:`multi_process_hook` chooses the chunk size.
+    """
+
+    #: Provided by the model class: ``(inputs, **step arguments) -> embeddings``, or ``None`` for stock.
+    inference_hook: Callable[..., Any]
+    #: Provided by the model class: ``(stock_multi_process, inputs, **arguments) -> embeddings``.
+    multi_process_hook: Callable[..., Any]
+
+    def _inference(self, inputs: list[Any], **kwargs: Any) -> Any:
+        handled = self.inference_hook(inputs, **kwargs)
+        if handled is not None:
+            return handled
+        return super()._inference(inputs, **kwargs)
 
     def _multi_process(self, inputs: Any, show_progress_bar: bool | None = True, pool: dict[str, Any] | None = None,
                        device: Any = None, chunk_size: int | None = None, **kwargs: Any) -> Any:
