@@ -5,8 +5,8 @@ FlagEmbedding remains optional. The layers, bottom up: :mod:`.errors`; :mod:`.la
 people type, one adapter per input); :mod:`.compat` (every private upstream name); :mod:`.xmod` (every
 contact with transformers' XMOD); :mod:`.engine` (the fast inference path); :mod:`.scoring`
 (MaxSim); :mod:`.models` (``MonoXM``, ``ColBERTXM`` and their shared core);
-:mod:`.integrations` (FlagEmbedding); :mod:`.index` (persistent indexes); then :mod:`.evaluation`,
-:mod:`.hub`, :mod:`.cli` and :mod:`.testing` on top.
+:mod:`.integrations` (FlagEmbedding); :mod:`.index` (persistent indexes); :mod:`.distributed` (Ray);
+then :mod:`.evaluation`, :mod:`.training` (fine-tuning), :mod:`.hub`, :mod:`.cli` and :mod:`.testing` on top.
 """
 
 from __future__ import annotations
