@@ -6,7 +6,9 @@ English data; at inference another adapter is swapped in for each language. ColB
 is colbert-ai's (``ColBERTXMLoss``); Mono-XM's is binary cross-entropy (the stock default).
 
 Without arguments it runs on this machine's CPU in well under a minute: the bundled tiny random
-checkpoints (no download), a toy English training set, toy French and German test collections.
+checkpoints (no download), a toy training set in English, Spanish and Portuguese (a ``language``
+column: each row through its own adapter), toy French and German test collections (languages it
+did not train on: zero-shot transfer).
 The numbers mean nothing there (random weights); the path is the point.
 
 With your data it runs the real recipe (a GPU and ``--bf16`` recommended)::
@@ -38,28 +40,32 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-#: The toy English training set: (query, relevant English sample passage).
-TOY_QUERIES = [
-    ("When was the Eiffel Tower built?", 0),
-    ("How do plants turn sunlight into sugar?", 1),
-    ("Which is the largest rainforest on Earth?", 2),
-    ("Does green tea have less caffeine than coffee?", 3),
-]
+#: The toy training set: queries by language, each with the index of its relevant sample passage
+#: (the same topics in every language). French and German are left out: the evaluation watches them.
+TOY_QUERIES: dict[str, list[tuple[str, int]]] = {
+    "en_XX": [("When was the Eiffel Tower built?", 0), ("How do plants turn sunlight into sugar?", 1),
+              ("Which is the largest rainforest on Earth?", 2), ("Does green tea have less caffeine than coffee?", 3)],
+    "es_XX": [("¿Cuándo se construyó la Torre Eiffel?", 0), ("¿Qué produce la fotosíntesis?", 1),
+              ("¿Cuál es la selva tropical más grande?", 2), ("¿Tiene el té verde menos cafeína que el café?", 3)],
+    "pt_XX": [("Quando foi construída a Torre Eiffel?", 0), ("O que a fotossíntese transforma?", 1),
+              ("Qual é a maior floresta tropical do mundo?", 2)],
+}
 
 
 def toy_rows(kind: str) -> list[dict[str, Any]]:
-    """English rows from the bundled sample passages: triples for ColBERT-XM, labelled pairs for Mono-XM."""
+    """Rows from the bundled sample passages, with a ``language`` column: triples for ColBERT-XM, labelled pairs for Mono-XM."""
     from xm_integrations.testing.corpus import SAMPLE_PASSAGES
 
-    passages = SAMPLE_PASSAGES["en_XX"]
     rows = []
-    for query, relevant in TOY_QUERIES:
-        negative = passages[(relevant + 1) % len(passages)]
-        if kind == "colbert":
-            rows.append({"query": query, "positive": passages[relevant], "negative": negative})
-        else:
-            rows += [{"query": query, "passage": passages[relevant], "label": 1.0},
-                     {"query": query, "passage": negative, "label": 0.0}]
+    for language, queries in TOY_QUERIES.items():
+        passages = SAMPLE_PASSAGES[language]
+        for query, relevant in queries:
+            negative = passages[(relevant + 1) % len(passages)]
+            if kind == "colbert":
+                rows.append({"query": query, "positive": passages[relevant], "negative": negative, "language": language})
+            else:
+                rows += [{"query": query, "passage": passages[relevant], "label": 1.0, "language": language},
+                         {"query": query, "passage": negative, "label": 0.0, "language": language}]
     return rows
 
 
@@ -82,7 +88,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kind", choices=("colbert", "mono"), default="colbert", help="ColBERT-XM or Mono-XM")
     parser.add_argument("--model", help="model folder or Hub id (default: the bundled tiny checkpoint)")
-    parser.add_argument("--train-data", help="JSON lines (default: a toy English set)")
+    parser.add_argument("--train-data", help="JSON lines (default: a toy en/es/pt set)")
     parser.add_argument("--eval-data", help="folder of per-language BEIR folders (default: toy fr/de)")
     parser.add_argument("--training-language", default="en", help="language of rows without one (default: en)")
     parser.add_argument("--output-dir", help="where the fine-tuned model is saved (default: a temporary folder)")

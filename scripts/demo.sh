@@ -61,5 +61,5 @@ with QdrantIndex(location=":memory:", model=ColBERTXM("antoinelouis/colbert-xm")
 PYTHON
 
 echo
-echo "== Fine-tune ColBERT-XM the X-MOD way (adapters frozen, English rows), then evaluate per language"
+echo "== Fine-tune ColBERT-XM the X-MOD way (adapters frozen; en/es/pt rows, each through its adapter), then evaluate fr and de (zero-shot)"
 TQDM_DISABLE=1 "$PY" examples/finetune.py --max-steps 20 --output-dir "$DEMO/finetuned"
