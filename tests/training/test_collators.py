@@ -37,6 +37,8 @@ def test_training_language_auto_and_no_grouping(mono) -> None:
     assert [row["passage"].lang_id for row in routed] == [mono.languages.index(code) for code in ("fr_XX", "de_DE", "de_DE")]
     assert [str(row["passage"]) for row in routed] == ["le thé vert est une boisson faite de feuilles", "tea", "tee"]
     assert all(isinstance(row["query"], RoutedText) for row in routed)
+    labelled = route_rows([{"label": 1.0, "language": "en", "query": "q", "passage": "p"}], LanguageRouting(mono))
+    assert list(labelled[0]) == ["label", "query", "passage"]  # column order kept: losses read columns by position
 
 
 def test_list_columns_and_multi_vector_lang_ids(colbert) -> None:

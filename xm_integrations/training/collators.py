@@ -88,10 +88,8 @@ def route_rows(rows: Sequence[dict[str, Any]], routing: LanguageRouting, *,
     routed = []
     for row_number, (row, code) in enumerate(zip(rows, codes)):
         lang_id = index_of[code]
-        new_row = {name: value for name, value in row.items() if name in keep and name != routing.language_column}
-        for name in columns:
-            new_row[name] = _routed(row[name], lang_id, name, row_number)
-        routed.append(new_row)
+        routed.append({name: value if name in keep else _routed(value, lang_id, name, row_number)
+                       for name, value in row.items() if name != routing.language_column})  # column order kept
     if routing.group_by_language:
         order = sorted(range(len(routed)), key=lambda position: index_of[codes[position]])
         routed = [routed[position] for position in order]
