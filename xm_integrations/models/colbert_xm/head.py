@@ -20,7 +20,7 @@ from xm_integrations.engine.precision import default_autocast_dtype
 from xm_integrations.engine.tokenization import tokenize
 from xm_integrations.models.core import select_worker_device
 
-__all__ = ["ColBERTDocumentHead", "colbert_document_ids", "encode_documents_fast", "encode_pool_chunk", "fast_head_parts"]
+__all__ = ["ColBERTDocumentHead", "colbert_document_ids", "encode_documents_fast", "fast_head_parts"]
 
 
 def colbert_document_ids(tokenizer: Any, texts: Sequence[str], *, doc_maxlen: int, marker_id: int) -> list[list[int]]:
@@ -145,26 +145,3 @@ def encode_documents_fast(
     if convert_to_numpy:
         return [vector.float().numpy() if vector.dtype == torch.bfloat16 else vector.numpy() for vector in vectors]
     return vectors
-
-
-def encode_pool_chunk(model: Any, texts: Sequence[Any], *, batch_size: int, device: Any, truncate_dim: int | None
-                      ) -> list[Tensor] | None:
-    """A pool worker's chunk of routed documents through the fast path, as views into one CPU tensor; ``None`` in the caller.
-
-    What crosses the process boundary is the point: sentence-transformers sends a worker's result
-    through a torch multiprocessing queue, which moves every tensor's storage to shared memory, one
-    segment per document (measured 9x slower than one process on the 2-core CPU for 4,000 tiny
-    documents). One tensor per chunk, split into views, crosses as one segment; the caller gets
-    each document as a view into its chunk (clone one to keep it alone).
-    """
-    import multiprocessing
-
-    if multiprocessing.parent_process() is None:
-        return None
-    select_worker_device(device)
-    if batch_size == 32:  # stock's default reaches this step resolved: the fast path cuts by tokens alone
-        batch_size = UnsetBatchSize(32)
-    vectors = encode_documents_fast(model, texts, batch_size=batch_size, show_progress_bar=False, device=device,
-                                    truncate_dim=truncate_dim)
-    packed = torch.cat(vectors).cpu() if vectors else torch.empty(0)
-    return list(torch.split(packed, [len(vector) for vector in vectors]))

@@ -41,7 +41,6 @@ from xm_integrations.compat.log_filters import (
 )
 from xm_integrations.compat.sentence_transformers import MultiVectorEncoderHooks, placement_is_delegated
 from xm_integrations.engine import FastInferenceConfig, UnsetBatchSize, resolve_fast_inference
-from xm_integrations.engine.pipeline import pool_chunk_size
 from xm_integrations.errors import ArgumentTypeError, CheckpointError, InvalidArgumentError
 from xm_integrations.languages.routing import (
     LanguageArg,
@@ -58,7 +57,8 @@ from xm_integrations.models.colbert_xm.checkpoint import (
     inspect_colbert_checkpoint,
     read_encoding,
 )
-from xm_integrations.models.colbert_xm.head import encode_documents_fast, encode_pool_chunk, fast_head_parts
+from xm_integrations.models.colbert_xm.head import encode_documents_fast, fast_head_parts
+from xm_integrations.models.colbert_xm.pool import call_chunk_size, worker_step
 from xm_integrations.models.colbert_xm.tokenization import (
     ColBERTEncoding,
     colbert_skiplist_ids,
@@ -283,37 +283,15 @@ class ColBERTXM(XmodWrapper, CompilableXmodMixin, MultiVectorEncoderHooks, Multi
         """Stock ``encode`` of routed documents through the fast path (:func:`.head.encode_documents_fast`)."""
         return encode_documents_fast(self, texts, **kwargs)
 
-    def inference_hook(self, inputs: list[Any], *, prompt: str | None = None, batch_size: int = 32,
-                       show_progress_bar: bool = False, output_value: str | None = "token_embeddings",
-                       normalize_embeddings: bool = False, token_pooling: Any = None, task: str | None = None,
-                       device: Any = None, truncate_dim: int | None = None, **kwargs: Any) -> list[Tensor] | None:
-        """A pool worker's encoding step through the fast path, or ``None`` for the stock step.
-
-        Called by :class:`~xm_integrations.compat.sentence_transformers.MultiVectorEncoderHooks` for
-        stock's ``_inference``. Taken only in a pool worker (a child process; in the caller's process
-        :meth:`encode` has already chosen), for routed documents with arguments the fast path
-        reproduces (:func:`.head.encode_pool_chunk` says what crosses back to the caller).
-        ``save_to_cpu`` is moot there: a worker's results always reach the caller on the CPU.
-        """
-        settings = {"task": task, "output_value": output_value, "normalize_embeddings": normalize_embeddings,
-                    "device": device}
-        if (set(kwargs) - {"save_to_cpu"} or token_pooling is not None
-                or not inputs or not all(isinstance(text, RoutedText) for text in inputs)
-                or not self._fast_prompt_is_marker(prompt, None) or not self._takes_fast_path(settings)):
-            return None
-        return encode_pool_chunk(self, inputs, batch_size=batch_size, device=device, truncate_dim=truncate_dim)
+    def inference_hook(self, inputs: list[Any], **kwargs: Any) -> list[Tensor] | None:
+        """A pool worker's step (stock ``_inference``) through the fast path, or ``None``: :func:`.pool.worker_step`."""
+        return worker_step(self, inputs, **kwargs)
 
     def multi_process_hook(self, stock: Any, inputs: Any, *, pool: dict[str, Any] | None = None, device: Any = None,
                            chunk_size: int | None = None, **kwargs: Any) -> Any:
-        """Stock multi-process encoding, with two large chunks per worker unless ``chunk_size`` is given.
-
-        Stock's ten chunks per worker (200 documents each for 4,000 over two workers) pay the fast
-        path's ramp once per chunk: two chunks per worker measured 1.8x faster on the 2-core CPU.
-        """
-        if chunk_size is None and inputs:
-            workers = len(pool["processes"]) if pool is not None else (len(device) if isinstance(device, list) else 1)
-            chunk_size = pool_chunk_size(len(inputs), workers)
-        return stock(inputs, pool=pool, device=device, chunk_size=chunk_size, **kwargs)
+        """Stock multi-process encoding, two large chunks per worker unless ``chunk_size`` is given (:mod:`.pool`)."""
+        return stock(inputs, pool=pool, device=device, chunk_size=call_chunk_size(inputs, pool, device, chunk_size),
+                     **kwargs)
 
     def encode_query(self, inputs: Any, *args: Any, language: LanguageArg = None, **kwargs: Any) -> Any:
         """Encode queries (``query_maxlen`` vectors each, ``<mask>`` augmentation included); see :meth:`encode`."""
