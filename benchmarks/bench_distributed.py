@@ -258,7 +258,7 @@ def main() -> None:
     parser.add_argument("--actors", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--address", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--gpus", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--cpus", type=int, default=4, help=argparse.SUPPRESS)
+    parser.add_argument("--cpus", type=int, default=os.cpu_count(), help="CPUs of the local Ray (ray-gpu, ray-driver)")
     parser.add_argument("--actor-cpus", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--vector-dtype", default="float32", help=argparse.SUPPRESS)
     parser.add_argument("--gpu-variants", default="2048:8:float16,8192:8:float16",

@@ -119,3 +119,20 @@ def test_cli_non_utf8_line_is_named_and_nothing_is_created(tiny_colbert_xm, tmp_
                         "--language", "fr", "--no-progress")
     assert code == 2 and "latin1.txt:2: not UTF-8" in err and "iconv" in err
     assert not (tmp_path / "index").exists()  # the first chunk never completed: no folder left behind
+
+
+def test_cli_vector_dtype_builds_a_float32_store_and_an_existing_index_keeps_its_own(tiny_colbert_xm, reference,
+                                                                                     tmp_path, capsys):
+    from xm_integrations.index import LanceDBIndex
+
+    _write_corpus(tmp_path / "corpus.jsonl", CORPUS)
+    argv = ["index", str(tmp_path / "corpus.jsonl"), "--index", str(tmp_path / "index"), "--model",
+            str(tiny_colbert_xm), "--no-progress", "--chunk-size", "500"]
+    code, _, err = _run(capsys, *argv, "--vector-dtype", "float32")
+    assert code == 0, err
+    assert LanceDBIndex(tmp_path / "index").vector_dtype == "float32"
+    assert _search(capsys, tmp_path / "index", "--exact", "--top-k", "10") == top_ids(reference, [p["id"] for p in CORPUS], 10)
+    code, _, err = _run(capsys, *argv, "--vector-dtype", "float16")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "stores float32 vectors" in err
+    code, _, err = _run(capsys, *argv)  # without the flag: the index's own type, nothing to re-encode
+    assert code == 0 and "0 added, 0 updated, 1500 skipped" in err

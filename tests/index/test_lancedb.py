@@ -6,10 +6,11 @@ tested in :mod:`tests.index.test_backends`.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from tests.index.reference import CORPUS, QUERIES, recall, reference_scores, top_ids
-from xm_integrations.errors import IndexFormatError
+from xm_integrations.errors import IndexFormatError, InvalidArgumentError
 
 pytest.importorskip("lancedb", reason="the lancedb extra is not installed (pip install 'xm-integrations[lancedb]')")
 
@@ -24,6 +25,32 @@ def test_the_ivf_pq_index_is_trained_and_reaches_the_recall_target_from_it(model
     documents, queries = encoded
     expected = top_ids(reference_scores(queries, documents[:1200]), [p["id"] for p in CORPUS[:1200]], 10)
     assert recall(index.search(QUERIES, language="en", top_k=10), expected) >= 0.95
+
+
+def test_float32_storage_gives_the_float16_results_and_is_kept_on_reopen(model, encoded, tmp_path):
+    import pyarrow as pa
+
+    documents, queries = encoded
+    ids = [p["id"] for p in CORPUS[:1200]]
+    expected_scores = reference_scores(queries, documents[:1200])  # documents rounded to float16
+    index = LanceDBIndex(tmp_path / "wiki", model=model, vector_dtype="float32")
+    index.add_documents(CORPUS[:1200], chunk_size=400)
+    assert index.table.schema.field("vectors").type.value_type.value_type == pa.float32()
+    assert "vectors_idx" in {entry.name for entry in index.table.list_indices()}
+    exact = index.search(QUERIES, language="en", top_k=10, exact=True)
+    assert [[hit["corpus_id"] for hit in hits] for hits in exact] == top_ids(expected_scores, ids, 10)
+    position = {doc_id: j for j, doc_id in enumerate(ids)}
+    for row, hits in enumerate(index.search(QUERIES, language="en", top_k=10)):
+        np.testing.assert_allclose([hit["score"] for hit in hits],
+                                   [expected_scores[row, position[hit["corpus_id"]]] for hit in hits], rtol=1e-5)
+    assert recall(index.search(QUERIES, language="en", top_k=10), top_ids(expected_scores, ids, 10)) >= 0.95
+    assert LanceDBIndex(tmp_path / "wiki").vector_dtype == "float32"
+    with pytest.raises(InvalidArgumentError, match="stores float32 vectors; vector_dtype='float16' applies only"):
+        LanceDBIndex(tmp_path / "wiki", vector_dtype="float16")
+    with pytest.raises(InvalidArgumentError, match="vector_dtype must be one of 'float16', 'float32', got 'bfloat16'"):
+        LanceDBIndex(tmp_path / "other", vector_dtype="bfloat16")
+    assert not (tmp_path / "other").exists()
+    assert LanceDBIndex(tmp_path / "fresh").vector_dtype == "float16"
 
 
 def test_foreign_corrupt_and_file_paths_are_refused(model, tmp_path):

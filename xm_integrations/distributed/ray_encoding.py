@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 from xm_integrations.errors import ArgumentTypeError, InvalidArgumentError, MissingExtraError
@@ -210,6 +210,27 @@ def _check_room_to_read(resources: Mapping[str, float], actors: int, cpus: float
         )
 
 
+def _check_actors_fit(nodes: Sequence[Mapping[str, Any]], actors: int, cpus: float, gpus: float) -> None:
+    """Refuse actors that no node can hold, or more GPU actors than the cluster has GPUs for: Ray would
+    queue them forever instead of failing."""
+    alive = [node.get("Resources", {}) for node in nodes if node.get("Alive", True)]
+    if not alive:
+        return
+    if not any(node.get("CPU", 0) >= cpus and node.get("GPU", 0) >= gpus for node in alive):
+        largest = max(alive, key=lambda node: (node.get("GPU", 0), node.get("CPU", 0)))
+        raise InvalidArgumentError(
+            f"one encoder actor asks for {cpus:g} CPU(s) and {gpus:g} GPU(s), but the largest node of the Ray cluster "
+            f"has {largest.get('CPU', 0):g} CPU(s) and {largest.get('GPU', 0):g} GPU(s) (the job would wait "
+            f"forever); lower num_cpus or num_gpus, or start Ray with more (ray start --num-cpus N)."
+        )
+    total_gpus = sum(node.get("GPU", 0) for node in alive)
+    if gpus and actors * gpus > total_gpus:
+        raise InvalidArgumentError(
+            f"{actors} encoder actor(s) x {gpus:g} GPU(s) need more than the {total_gpus:g} GPU(s) of the Ray cluster "
+            f"(the job would wait forever); lower num_actors or num_gpus."
+        )
+
+
 def _string_array(values: Any) -> Any:
     import pyarrow as pa
 
@@ -255,7 +276,8 @@ def encode_with_ray(
 
     Raises:
         MissingExtraError: Ray Data is not installed.
-        InvalidArgumentError: unusable sizes, or a model without a name or path the actors can load.
+        InvalidArgumentError: unusable sizes, actors the cluster cannot hold, or a model without a
+            name or path the actors can load.
     """
     ray = import_ray()
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
@@ -270,6 +292,8 @@ def encode_with_ray(
     gpus = num_gpus if num_gpus is not None else (1 if resources.get("GPU", 0) >= 1 else 0)
     cpus = num_cpus if num_cpus is not None else 1
     actors = num_actors or (int(resources["GPU"] // gpus) if gpus else max(1, len(ray.nodes()) if ray.is_initialized() else 1))
+    if ray.is_initialized():
+        _check_actors_fit(ray.nodes(), actors, cpus, gpus)
     dataset = passage_dataset(corpus)
     if isinstance(corpus, (str, os.PathLike, ray.data.Dataset)):  # read by tasks that need a CPU of their own
         _check_room_to_read(resources, actors, cpus)

@@ -1,0 +1,207 @@
+"""The index at GPU scale: ColBERT-XM encodes a corpus on the GPU into a ``LanceDBIndex``, then it is searched.
+
+Same run, same vectors:
+
+* **build**: ``LanceDBIndex.add_documents`` over ``--passages`` synthetic passages (16-80 words, five
+  languages), encoded by a random-weight XMOD-base ColBERT-XM on the GPU and written in chunks of
+  ``--chunk``: passages/s for encode + write, and this process's peak RSS (it includes the CUDA
+  context); then the IVF-PQ training (``optimize``), timed apart, and the bytes per token of the
+  index and of the re-scoring store.
+* **search**: queries made from a random passage's words (the *planted* answer, findable even with
+  random weights), one at a time: exhaustive ``xm_integrations.maxsim`` on the GPU over every
+  stored vector (one padded float16 tensor, the fused Triton kernel), stock
+  ``sentence_transformers.util.similarity.maxsim`` on the same tensors, and the index at a sweep
+  of ``candidates`` (re-scoring on the CPU: a few hundred documents are cheaper there than a
+  transfer), with recall@10/@100 against the exhaustive top 100.
+
+Random weights make every token vector of a passage alike, so recall here is a lower bound of
+what trained vectors give (``bench_index.py`` has clustered vectors for that). Run on the GPU host:
+``python benchmarks/bench_index_gpu.py --passages 1000000 --json benchmarks/results/index_gpu.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+for entry in (str(REPO), str(REPO / "benchmarks")):
+    if entry not in sys.path:
+        sys.path.insert(0, entry)
+
+import bench_common as bc  # noqa: E402
+from bench_index import _peak_rss_mb, folder_bytes, latencies, planted_at, recall, summary  # noqa: E402
+
+LANGUAGES = ("en_XX", "fr_XX", "de_DE", "es_XX", "it_IT")
+MIN_WORDS, MAX_WORDS, QUERY_WORDS, GEN_CHUNK = 16, 80, 12, 10_000
+
+
+def passage_chunk(start: int, seed: int) -> list[dict[str, str]]:
+    """Passages ``start .. start + GEN_CHUNK``, the same on every call (queries regenerate their target)."""
+    rng = np.random.default_rng([seed, start])
+    vocab = bc.words()
+    lengths = rng.integers(MIN_WORDS, MAX_WORDS + 1, GEN_CHUNK)
+    ids = rng.integers(0, len(vocab), int(lengths.sum()))
+    languages = rng.choice(LANGUAGES, GEN_CHUNK)
+    passages, offset = [], 0
+    for i, length in enumerate(lengths):
+        passages.append({"id": str(start + i), "text": " ".join(vocab[j] for j in ids[offset:offset + length]),
+                         "language": str(languages[i])})
+        offset += length
+    return passages
+
+
+def iter_passages(count: int, seed: int) -> Iterator[dict[str, str]]:
+    for start in range(0, count, GEN_CHUNK):
+        yield from passage_chunk(start, seed)[: count - start]
+
+
+def make_queries(count: int, corpus_size: int, seed: int) -> tuple[list[str], list[str], list[str]]:
+    """Texts of ``QUERY_WORDS`` words drawn from a random passage each, its language, and its id."""
+    rng = np.random.default_rng([seed, 777])
+    texts, languages, targets = [], [], []
+    for target in rng.integers(0, corpus_size, count):
+        start = int(target) // GEN_CHUNK * GEN_CHUNK
+        passage = passage_chunk(start, seed)[int(target) - start]
+        words = passage["text"].split()
+        texts.append(" ".join(rng.choice(words, QUERY_WORDS)))
+        languages.append(passage["language"])
+        targets.append(passage["id"])
+    return texts, languages, targets
+
+
+def stored_on_gpu(index: Any, device: str) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """Every stored document as one padded float16 tensor on ``device`` ``(n, max_tokens, dim)`` with its mask."""
+    from xm_integrations.index.documents import packed_from_arrow
+
+    batches, ids = [], []
+    for batch in index.table.search().select(["id", "vectors"]).limit(None).to_batches(65536):
+        ids += batch.column("id").to_pylist()
+        packed = packed_from_arrow(batch.column("vectors"), index.record.dim)
+        batches.append((packed.tokens.to(device, torch.float16), packed.offsets.to(device)))
+    lengths = torch.cat([offsets.diff() for _, offsets in batches])
+    padded = torch.zeros(len(ids), int(lengths.max()), index.record.dim, dtype=torch.float16, device=device)
+    mask = torch.zeros(len(ids), int(lengths.max()), dtype=torch.bool, device=device)
+    first = 0
+    for tokens, offsets in batches:
+        counts = offsets.diff()
+        document = torch.repeat_interleave(torch.arange(len(counts), device=device), counts)
+        position = torch.arange(len(tokens), device=device) - offsets[:-1][document]
+        padded[first + document, position] = tokens
+        mask[first + document, position] = True
+        first += len(counts)
+    return ids, padded, mask
+
+
+def run(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+    from sentence_transformers.util.similarity import maxsim as stock_maxsim
+
+    from xm_integrations import ColBERTXM, maxsim
+    from xm_integrations.index import LanceDBIndex
+
+    def add(row: dict[str, Any]) -> None:
+        rows.append({"documents": args.passages, **row})
+        print(json.dumps(rows[-1]), flush=True)
+        if args.json:
+            bc.write_json(args.json, {"meta": {"environment": bc.environment(args.device), "args": vars(args)}, "rows": rows})
+
+    work = Path(tempfile.mkdtemp(prefix="xm-bench-index-gpu-", dir=args.work_dir))
+    try:
+        path = bc.build_colbert_xm_checkpoint(work / f"colbert-{args.spec}", bc.SPECS[args.spec])
+        model = ColBERTXM(str(path), device=args.device)
+        model.encode_document(["warm up"] * 64)
+        index = LanceDBIndex(work / "index", model=model, min_documents_for_ann=10**12, vector_dtype=args.vector_dtype,
+                             tokens_per_partition=args.tokens_per_partition)
+        t0 = time.perf_counter()
+        index.add_documents(iter_passages(args.passages, args.seed), chunk_size=args.chunk, show_progress_bar=False)
+        write_s = time.perf_counter() - t0
+        add({"variant": "build: GPU encode + write", "seconds": write_s, "passages_per_s": args.passages / write_s,
+             "peak_rss_mb": _peak_rss_mb(), "vector_dtype": args.vector_dtype})
+        t0 = time.perf_counter()
+        index.min_documents_for_ann = 1
+        index.optimize()
+        train_s = time.perf_counter() - t0
+        ids, padded, mask = stored_on_gpu(index, args.device)
+        tokens = int(mask.sum())
+        vector_index = next(i for i in index.table.list_indices() if i.name == "vectors_idx")
+        add({"variant": "build: IVF-PQ training", "seconds": train_s, "tokens": tokens, "peak_rss_mb": _peak_rss_mb(),
+             "index_bytes_per_token": vector_index.size_bytes / tokens,
+             "store_bytes_per_token": folder_bytes(work / "index" / "passages.lance" / "data") / tokens,
+             "index_vs_fp16": vector_index.size_bytes / (2 * index.record.dim * tokens)})
+        texts, languages, planted = make_queries(args.queries, args.passages, args.seed)
+        queries = [q.float().cpu() for q in model.encode_query(texts, language=languages, show_progress_bar=False)]
+        on_gpu = [q.to(args.device, torch.float16).unsqueeze(0) for q in queries]
+
+        def top(scores: torch.Tensor, k: int = 100) -> list[str]:
+            return [ids[i] for i in torch.topk(scores.flatten().float(), k).indices.tolist()]
+
+        times, truth = latencies(lambda q: top(maxsim(q, padded, document_mask=mask)), on_gpu)
+        add({"variant": f"exhaustive xm maxsim ({args.device})", **summary(times), "recall@10": 1.0,
+             "planted@10": planted_at(truth, planted, 10)})
+        stock_queries = on_gpu[: args.stock_queries]
+        times, found = latencies(lambda q: top(stock_maxsim(q, padded, b_mask=mask)), stock_queries)
+        add({"variant": f"exhaustive stock maxsim ({args.device})", **summary(times), "recall@10": recall(found, truth, 10)})
+        padded = mask = None  # free the GPU copy before the index runs
+        bc.free_memory()
+        for candidates in args.candidates:
+            times, out = latencies(lambda q: [hit["corpus_id"] for hit in
+                                              index.search(query_embeddings=[q], top_k=100, candidates=candidates)[0]],
+                                   queries)
+            add({"variant": f"index candidates={candidates}", **summary(times), "recall@10": recall(out, truth, 10),
+                 "recall@100": recall(out, truth, 100), "planted@10": planted_at(out, planted, 10)})
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    base = next((r["p50_ms"] for r in rows if r["variant"].startswith("exhaustive xm")), None)
+    print("| documents | variant | p50 ms | p99 ms | recall@10 | recall@100 | planted@10 | x faster than exhaustive |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        if "p50_ms" in r:
+            cells = [f"{r[c]:.3f}" if isinstance(r.get(c), float) else str(r.get(c, ""))
+                     for c in ("p50_ms", "p99_ms", "recall@10", "recall@100", "planted@10")]
+            ratio = f"{base / r['p50_ms']:.2f}" if base else ""
+            print(f"| {r['documents']} | {r['variant']} | " + " | ".join(cells) + f" | {ratio} |")
+        else:
+            extra = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items() if k not in ("documents", "variant")}
+            print(f"| {r['documents']} | {r['variant']} | {extra} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--passages", type=int, default=1_000_000)
+    parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--stock-queries", type=int, default=10)
+    parser.add_argument("--candidates", default="100,200,400")
+    parser.add_argument("--chunk", type=int, default=16384, help="passages per encode-and-commit step")
+    parser.add_argument("--vector-dtype", default="float32", choices=("float16", "float32"))
+    parser.add_argument("--tokens-per-partition", type=int, default=4096)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--spec", default="base", choices=sorted(bc.SPECS), help="model size (tiny: a CPU smoke run)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default=None)
+    parser.add_argument("--work-dir", default=None)
+    parser.add_argument("--table-from", default=None, help="print the table of a JSON written by --json, run nothing")
+    args = parser.parse_args()
+    if args.table_from:
+        print_table(json.loads(Path(args.table_from).read_text())["rows"])
+        return
+    args.candidates = [int(x) for x in args.candidates.split(",")]
+    rows: list[dict[str, Any]] = []
+    run(args, rows)
+    print()
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    main()
