@@ -114,6 +114,13 @@ def run(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
         if args.json:
             bc.write_json(args.json, {"meta": {"environment": bc.environment(args.device), "args": vars(args)}, "rows": rows})
 
+    started = time.perf_counter()
+
+    def phase(name: str) -> None:  # on stderr: a run cut short still shows where its time went
+        print(f"[{time.perf_counter() - started:7.1f} s] {name}", file=sys.stderr, flush=True)
+
+    if args.work_dir:
+        Path(args.work_dir).mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="xm-bench-index-gpu-", dir=args.work_dir))
     try:
         path = bc.build_colbert_xm_checkpoint(work / f"colbert-{args.spec}", bc.SPECS[args.spec])
@@ -121,15 +128,18 @@ def run(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
         model.encode_document(["warm up"] * 64)
         index = LanceDBIndex(work / "index", model=model, min_documents_for_ann=10**12, vector_dtype=args.vector_dtype,
                              tokens_per_partition=args.tokens_per_partition)
+        phase(f"encoding and writing {args.passages} passages")
         t0 = time.perf_counter()
         index.add_documents(iter_passages(args.passages, args.seed), chunk_size=args.chunk, show_progress_bar=False)
         write_s = time.perf_counter() - t0
         add({"variant": "build: GPU encode + write", "seconds": write_s, "passages_per_s": args.passages / write_s,
              "peak_rss_mb": _peak_rss_mb(), "vector_dtype": args.vector_dtype})
+        phase("training the IVF-PQ index")
         t0 = time.perf_counter()
         index.min_documents_for_ann = 1
         index.optimize()
         train_s = time.perf_counter() - t0
+        phase("loading every stored vector for the exhaustive baseline")
         ids, padded, mask = stored_on_gpu(index, args.device)
         tokens = int(mask.sum())
         vector_index = next(i for i in index.table.list_indices() if i.name == "vectors_idx")
@@ -137,6 +147,7 @@ def run(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
              "index_bytes_per_token": vector_index.size_bytes / tokens,
              "store_bytes_per_token": folder_bytes(work / "index" / "passages.lance" / "data") / tokens,
              "index_vs_fp16": vector_index.size_bytes / (2 * index.record.dim * tokens)})
+        phase("searching")
         texts, languages, planted = make_queries(args.queries, args.passages, args.seed)
         queries = [q.float().cpu() for q in model.encode_query(texts, language=languages, show_progress_bar=False)]
         on_gpu = [q.to(args.device, torch.float16).unsqueeze(0) for q in queries]

@@ -126,9 +126,11 @@ def encode_documents_fast(
         truncate_dim = getattr(model, "truncate_dim", None)  # the model's default (sentence-transformers >= 6.3)
     if truncate_dim is not None:
         weight = weight[:truncate_dim]
+    # NumPy outputs stay views into one host tensor per batch: an array pickles or saves only its own
+    # rows, and a per-document copy would double the host memory traffic of every batch.
     head = ColBERTDocumentHead(weight, [] if skiplist is None else skiplist.to(weight.device),
                                out_device="cpu" if convert_to_numpy else None,
-                               compact=not config.share_batch_storage)
+                               compact=not (config.share_batch_storage or convert_to_numpy))
     encoding, tokenizer = model.colbert_encoding, model.tokenizer
 
     def tokenize(chunk: Sequence[str]) -> list[list[int]]:
