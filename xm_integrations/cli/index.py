@@ -67,8 +67,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="passages encoded and committed at a time; bounds memory (default: 1000)")
     parser.add_argument("--vector-dtype", choices=("float16", "float32"), default=None,
                         help="column type of the stored vectors of a new index (default float16; float32 doubles the "
-                             "re-scoring store and trains the IVF-PQ index ~6x faster, worth it from a few hundred "
-                             "thousand passages); an existing index keeps its own")
+                             "re-scoring store and trains the IVF-PQ index ~6x faster, worth it from about 100k "
+                             "passages); an existing index keeps its own")
     parser.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                         help="encode on a Ray cluster (needs the ray extra): ADDRESS such as ray://head:10001 or "
                              "auto; without it, RAY_ADDRESS or a local cluster")

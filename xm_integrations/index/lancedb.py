@@ -29,7 +29,7 @@ import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -106,8 +106,8 @@ class LanceDBIndex(MultiVectorIndex):
         vector_dtype: Column type of the stored vectors of a new index: ``"float16"`` (default)
             or ``"float32"``. The values are float16-rounded either way (scores do not change);
             float32 doubles the re-scoring store but LanceDB trains its IVF-PQ index about 6x
-            faster on it (its float16 path is largely serial), which matters from a few hundred
-            thousand passages. An existing index keeps the type it was built with.
+            faster on it (its float16 path is largely serial), which matters from about 100k
+            passages. An existing index keeps the type it was built with.
 
     Raises:
         IndexFormatError: ``path`` is a file, a folder holding something else, or a corrupt index.
@@ -127,7 +127,7 @@ class LanceDBIndex(MultiVectorIndex):
         num_sub_vectors: int | None = None,
         tokens_per_partition: int = 4096,
         max_iterations: int = 10,
-        vector_dtype: str | None = None,
+        vector_dtype: Literal["float16", "float32"] | None = None,
     ) -> None:
         super().__init__(model)
         if vector_dtype not in (None, *_VECTOR_DTYPES):
