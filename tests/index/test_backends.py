@@ -145,6 +145,36 @@ def test_add_skip_upsert_error_and_delete(backend, model, tmp_path):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("on_existing", ["skip", "upsert", "error"])
+def test_an_id_repeated_in_a_later_chunk_of_one_call(backend, model, tmp_path, on_existing):
+    """LanceDB commits a chunk while the next one encodes: the next chunk must still see its ids."""
+    index = opener(backend, tmp_path / "small")(model)
+    repeated = {**CORPUS[0], "text": CORPUS[1000]["text"], "language": CORPUS[1000]["language"]}
+    passages = CORPUS[:20] + [repeated] + CORPUS[20:29]  # chunk 2 repeats the first id of chunk 1
+    if on_existing == "error":
+        with pytest.raises(DuplicateIdError, match="1 id"):
+            index.add_documents(passages, chunk_size=20, on_existing="error")
+        assert len(index) == 20  # the first chunk, committed; nothing of the second
+        return
+    result = index.add_documents(passages, chunk_size=20, on_existing=on_existing)
+    kept = CORPUS[0]["text"] if on_existing == "skip" else repeated["text"]
+    assert (result.added, len(index)) == (29, 29)
+    assert (result.skipped, result.updated) == ((1, 0) if on_existing == "skip" else (0, 1))
+    stored = index._fetch([CORPUS[0]["id"]])[CORPUS[0]["id"]]
+    assert stored.text == kept
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_failed_write_of_a_later_chunk_raises_and_keeps_the_earlier_chunks(backend, model, tmp_path):
+    index = opener(backend, tmp_path / "small")(model)
+    passages = [{**p, "year": 2000} for p in CORPUS[:20]] + [{**CORPUS[20], "year": "two thousand"}]
+    with pytest.raises(ValueError, match="'year' is stored as"):
+        index.add_documents(passages + CORPUS[21:40], chunk_size=20)
+    assert len(index) == 20
+    assert index.add_documents(CORPUS[20:40], chunk_size=20).added == 20
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_precomputed_embeddings_and_query_embeddings(backend, tmp_path):
     rng = np.random.default_rng(0)
     documents = [rng.standard_normal((int(rng.integers(3, 9)), 16)).astype(np.float32) for _ in range(40)]

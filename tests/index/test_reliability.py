@@ -74,10 +74,13 @@ def test_killed_build_reopens_at_a_committed_chunk_and_resumes(tiny_colbert_xm, 
     assert killed.returncode == -9, killed.stderr
     model = ColBERTXM(str(tiny_colbert_xm), device="cpu")
     index = LanceDBIndex(path, model=model)
-    assert len(index) == 400  # four whole chunks, nothing of the fifth
+    committed = len(index)
+    # Whole chunks only, nothing of the fifth: the fourth commits in the background while the fifth
+    # is read, so the kill finds it either committed or not started (never half-written).
+    assert committed in (300, 400)
     assert index.search("Eiffel", language="en", top_k=3)[0]
     result = index.add_documents(synthetic_passages(TOTAL, seed=3), chunk_size=CHUNK)
-    assert (result.added, result.skipped, len(index)) == (200, 400, TOTAL)
+    assert (result.added, result.skipped, len(index)) == (TOTAL - committed, committed, TOTAL)
     ids = [row["id"] for row in index.table.search().select(["id"]).limit(None).to_arrow().to_pylist()]
     assert sorted(ids) == sorted(p["id"] for p in synthetic_passages(TOTAL, seed=3))
 

@@ -36,6 +36,7 @@ from xm_integrations.index.documents import (
     token_matrices,
 )
 from xm_integrations.index.record import IndexModelRecord
+from xm_integrations.index.writer import ChunkWriter
 from xm_integrations.scoring.late_interaction import maxsim
 from xm_integrations.scoring.stores import PackedTokens
 
@@ -70,6 +71,10 @@ class MultiVectorIndex(ABC):
             for an index fed with precomputed vectors (:meth:`add`) and searched with
             ``query_embeddings``. It must match the index's :attr:`record`.
     """
+
+    #: Whether :meth:`add_documents` may commit chunk ``k`` in a thread while chunk ``k + 1`` encodes: a
+    #: backend whose writes and reads are safe from two threads at once (LanceDB) says so.
+    _writes_in_background: bool = False
 
     def __init__(self, model: Any = None) -> None:
         self.model = model
@@ -164,10 +169,13 @@ class MultiVectorIndex(ABC):
         self._check_on_existing(on_existing)
         total = len(passages) if hasattr(passages, "__len__") else None
         result = AddResult()
+        writer = ChunkWriter(lambda batch, upsert: self._write(batch, upsert=upsert),
+                             background=self._writes_in_background)
         with tqdm(total=total, unit="passage", desc="Indexing", disable=not _show_progress(show_progress_bar)) as bar:
-            for chunk in iter_passage_chunks(passages, chunk_size):
-                result += self._add_chunk(model, chunk, language, on_existing, batch_size)
-                bar.update(len(chunk))
+            with writer:
+                for chunk in iter_passage_chunks(passages, chunk_size):
+                    result += self._add_chunk(model, chunk, language, on_existing, batch_size, writer)
+                    bar.update(len(chunk))
         self._after_write()
         return result
 
@@ -223,9 +231,12 @@ class MultiVectorIndex(ABC):
         self.close()
 
     def _add_chunk(self, model: Any, chunk: list[Passage], language: str | None, on_existing: OnExisting,
-                   batch_size: int | None) -> AddResult:
-        check_unique_ids([passage.id for passage in chunk])
-        present = self._existing_ids([passage.id for passage in chunk]) if self.record is not None else set()
+                   batch_size: int | None, writer: ChunkWriter) -> AddResult:
+        """Encode one chunk and hand it to ``writer``; ids of the chunk still being written count as present."""
+        ids = [passage.id for passage in chunk]
+        check_unique_ids(ids)
+        present = self._existing_ids(ids) if self.record is not None else set()
+        present |= writer.pending_ids.intersection(ids)
         if present and on_existing == "error":
             raise self._duplicates_error(present)
         if on_existing == "skip":
@@ -244,9 +255,9 @@ class MultiVectorIndex(ABC):
         if self.record is None:  # created only once a first chunk is ready: a failed first chunk leaves no index
             self._create(IndexModelRecord.from_model(model))
         if on_existing == "skip":
-            self._write(batch, upsert=False)
+            writer.submit(batch, batch.ids, upsert=False)
             return AddResult(added=len(batch), skipped=len(present))
-        self._write(batch, upsert=bool(present))
+        writer.submit(batch, batch.ids, upsert=bool(present))
         return AddResult(added=len(batch) - len(present), updated=len(present))
 
     def _write_encoded(self, batch: DocumentBatch, on_existing: OnExisting,

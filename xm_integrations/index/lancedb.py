@@ -116,6 +116,8 @@ class LanceDBIndex(MultiVectorIndex):
         MissingExtraError: LanceDB is not installed.
     """
 
+    _writes_in_background = True  # LanceDB commits are atomic versions; readers and a writer may run at once
+
     def __init__(
         self,
         path: str | os.PathLike,
