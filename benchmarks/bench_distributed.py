@@ -98,7 +98,9 @@ def ray_driver(args: argparse.Namespace) -> None:
     model = ColBERTXM(str(checkpoint(args)), device="cpu")
     t0 = time.perf_counter()
     first, rows = None, 0
-    dataset = encode_with_ray(passages, model, num_actors=args.actors, num_gpus=args.gpus or None,
+    # --gpus is the GPUs of the job: its actors share them (two actors on one GPU overlap one's host work
+    # with the other's kernels).
+    dataset = encode_with_ray(passages, model, num_actors=args.actors, num_gpus=args.gpus / args.actors or None,
                               num_cpus=args.actor_cpus, batch_size=args.ray_batch, vector_dtype=args.vector_dtype)
     for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
         if first is None:
@@ -163,19 +165,21 @@ def ray_gpu(args: argparse.Namespace) -> list[dict[str, Any]]:
              **single_process(path, passages, "cuda", None)})
         bc.free_memory()
         for variant in args.gpu_variants.split(","):
-            batch, cpus, dtype = variant.split(":")
-            add({"variant": f"encode_with_ray, 1 GPU actor, batch {batch}, {cpus} CPU(s), {dtype}{suffix}",
-                 **run_ray(args, None, actors=1, ray_batch=int(batch), actor_cpus=int(cpus), vector_dtype=dtype)})
+            batch, cpus, dtype, *more = variant.split(":")
+            actors = int(more[0]) if more else 1
+            add({"variant": f"encode_with_ray, {actors} actor(s) on 1 GPU, batch {batch}, {cpus} CPU(s) each, "
+                            f"{dtype}{suffix}",
+                 **run_ray(args, None, actors=actors, ray_batch=int(batch), actor_cpus=int(cpus), vector_dtype=dtype)})
     return rows
 
 
 def print_ray(rows: list[dict[str, Any]]) -> None:
     base = rows[0]["passages_per_s"]
-    print(f"{'variant':<62} {'passages/s':>11} {'x first':>8} {'steady/s':>10} {'x first':>8} {'wall s':>8}")
+    print(f"{'variant':<84} {'passages/s':>11} {'x first':>8} {'steady/s':>10} {'x first':>8} {'wall s':>8}")
     for row in rows:
         steady = row.get("steady_passages_per_s")
         wall = row.get("total_s", row.get("encode_s"))
-        print(f"{row['variant']:<62} {row['passages_per_s']:>11.1f} {row['passages_per_s'] / base:>8.2f} "
+        print(f"{row['variant']:<84} {row['passages_per_s']:>11.1f} {row['passages_per_s'] / base:>8.2f} "
               f"{'' if steady is None else f'{steady:.1f}':>10} {'' if steady is None else f'{steady / base:.2f}':>8} "
               f"{wall:>8.1f}")
 
@@ -262,7 +266,8 @@ def main() -> None:
     parser.add_argument("--actor-cpus", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--vector-dtype", default="float32", help=argparse.SUPPRESS)
     parser.add_argument("--gpu-variants", default="2048:8:float16,8192:8:float16",
-                        help="ray-gpu: Ray variants as BATCH:CPUS:DTYPE, comma-separated")
+                        help="ray-gpu: Ray variants as BATCH:CPUS:DTYPE[:ACTORS] (actors sharing the GPU, default 1), "
+                             "comma-separated")
     parser.add_argument("--size", type=int, default=10000, help="engines: documents")
     parser.add_argument("--queries", type=int, default=50, help="engines: queries for exhaustive and LanceDB")
     parser.add_argument("--slow-queries", type=int, default=20, help="engines: queries for Qdrant local mode")

@@ -1,22 +1,30 @@
-"""The index at GPU scale: ColBERT-XM encodes a corpus on the GPU into a ``LanceDBIndex``, then it is searched.
+"""The index at GPU scale: a 1M-passage ``LanceDBIndex`` built with the GPU's help, then searched.
+
+Two corpora (``--corpus``), same measurements:
+
+* ``text``: synthetic passages (16-80 words, five languages) encoded by a random-weight XMOD-base
+  ColBERT-XM on the GPU through ``LanceDBIndex.add_documents`` in chunks of ``--chunk``; queries
+  are 12 words of a random passage (the *planted* answer, findable even with random weights).
+  Random weights make every token vector of a passage alike, so recall here is not what trained
+  vectors give.
+* ``clustered``: ``bench_index.py``'s clustered token vectors (documents about one of 500 topics,
+  80% of their tokens words of that topic), generated on the GPU and written through
+  ``LanceDBIndex.add``: many documents compete for each query, as with real passages. Queries: half
+  noisy tokens of a random document, half words of its topic.
 
 Same run, same vectors:
 
-* **build**: ``LanceDBIndex.add_documents`` over ``--passages`` synthetic passages (16-80 words, five
-  languages), encoded by a random-weight XMOD-base ColBERT-XM on the GPU and written in chunks of
-  ``--chunk``: passages/s for encode + write, and this process's peak RSS (it includes the CUDA
-  context); then the IVF-PQ training (``optimize``), timed apart, and the bytes per token of the
-  index and of the re-scoring store.
-* **search**: queries made from a random passage's words (the *planted* answer, findable even with
-  random weights), one at a time: exhaustive ``xm_integrations.maxsim`` on the GPU over every
+* **build**: passages/s for (encode +) write, this process's peak RSS (it includes the CUDA
+  context); the IVF-PQ training (``optimize``), timed apart; the bytes per token of the index
+  and of the re-scoring store.
+* **search**, one query at a time: exhaustive ``xm_integrations.maxsim`` on the GPU over every
   stored vector (one padded float16 tensor, the fused Triton kernel), stock
   ``sentence_transformers.util.similarity.maxsim`` on the same tensors, and the index at a sweep
-  of ``candidates`` (re-scoring on the CPU: a few hundred documents are cheaper there than a
-  transfer), with recall@10/@100 against the exhaustive top 100.
+  of ``--nprobes`` x ``--candidates`` (re-scoring on the CPU: a few hundred documents are cheaper
+  there than a transfer), with recall@10/@100 against the exhaustive top 100.
 
-Random weights make every token vector of a passage alike, so recall here is a lower bound of
-what trained vectors give (``bench_index.py`` has clustered vectors for that). Run on the GPU host:
-``python benchmarks/bench_index_gpu.py --passages 1000000 --json benchmarks/results/index_gpu.json``.
+Run on the GPU host: ``python benchmarks/bench_index_gpu.py --corpus clustered --passages 1000000
+--json benchmarks/results/index_gpu_clustered.json``.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parents[1]
 for entry in (str(REPO), str(REPO / "benchmarks")):
@@ -39,7 +48,21 @@ for entry in (str(REPO), str(REPO / "benchmarks")):
         sys.path.insert(0, entry)
 
 import bench_common as bc  # noqa: E402
-from bench_index import _peak_rss_mb, folder_bytes, latencies, planted_at, recall, summary  # noqa: E402
+from bench_index import (  # noqa: E402
+    DIM,
+    MAX_TOKENS,
+    MIN_TOKENS,
+    QUERY_TOKENS,
+    TOPICS,
+    WORDS_PER_TOPIC,
+    _peak_rss_mb,
+    _vocabulary,
+    folder_bytes,
+    latencies,
+    planted_at,
+    recall,
+    summary,
+)
 
 LANGUAGES = ("en_XX", "fr_XX", "de_DE", "es_XX", "it_IT")
 MIN_WORDS, MAX_WORDS, QUERY_WORDS, GEN_CHUNK = 16, 80, 12, 10_000
@@ -77,6 +100,59 @@ def make_queries(count: int, corpus_size: int, seed: int) -> tuple[list[str], li
         languages.append(passage["language"])
         targets.append(passage["id"])
     return texts, languages, targets
+
+
+def clustered_chunk(start: int, seed: int, vocabulary: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Documents ``start .. start + GEN_CHUNK`` of ``bench_index.corpus_chunk``'s clustered distribution, and
+    their topics, drawn on ``vocabulary``'s device; the same on every call (queries regenerate their target)."""
+    device = vocabulary.device
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed * 1_000_003 + start)
+
+    def integers(high: int, size: int, low: int = 0) -> torch.Tensor:
+        return torch.randint(low, high, (size,), generator=generator, device=device)
+
+    lengths = integers(MAX_TOKENS + 1, GEN_CHUNK, MIN_TOKENS)
+    topics = integers(TOPICS, GEN_CHUNK)
+    total = int(lengths.sum())
+    document = torch.repeat_interleave(torch.arange(GEN_CHUNK, device=device), lengths)
+    own = topics[document] * WORDS_PER_TOPIC + integers(WORDS_PER_TOPIC, total)
+    words = torch.where(torch.rand(total, generator=generator, device=device) < 0.8, own,
+                        integers(len(vocabulary), total))
+    noise = F.normalize(torch.randn(total, DIM, generator=generator, device=device), dim=-1)
+    tokens = F.normalize(vocabulary[words] + 0.2 * noise, dim=-1)
+    return list(tokens.split(lengths.tolist())), topics
+
+
+def add_clustered(index: Any, count: int, chunk: int, seed: int, vocabulary: torch.Tensor) -> None:
+    """Write ``count`` clustered documents (ids ``"0"``, ``"1"``, ...) through ``index.add``, ``chunk`` per commit."""
+    ids: list[str] = []
+    pending: list[torch.Tensor] = []
+    for start in range(0, count, GEN_CHUNK):
+        documents = clustered_chunk(start, seed, vocabulary)[0][: count - start]
+        ids += [str(start + i) for i in range(len(documents))]
+        pending += documents
+        while len(pending) >= chunk or (pending and start + GEN_CHUNK >= count):
+            index.add(ids[:chunk], pending[:chunk])
+            ids, pending = ids[chunk:], pending[chunk:]
+
+
+def clustered_queries(count: int, corpus_size: int, seed: int, vocabulary: torch.Tensor
+                      ) -> tuple[list[torch.Tensor], list[str]]:
+    """``bench_index.make_queries``'s clustered queries (float32, CPU) and their planted document ids."""
+    rng = np.random.default_rng([seed, 12345])
+    queries, targets = [], []
+    for target in rng.integers(0, corpus_size, count):
+        start = int(target) // GEN_CHUNK * GEN_CHUNK
+        documents, topics = clustered_chunk(start, seed, vocabulary)
+        document, topic = documents[int(target) - start], int(topics[int(target) - start])
+        near = document[torch.from_numpy(rng.integers(0, len(document), QUERY_TOKENS // 2)).to(vocabulary.device)]
+        near = F.normalize(near + 0.5 * F.normalize(torch.randn_like(near), dim=-1), dim=-1)
+        rest = vocabulary[topic * WORDS_PER_TOPIC
+                          + torch.from_numpy(rng.integers(0, WORDS_PER_TOPIC, QUERY_TOKENS - len(near))).to(near.device)]
+        queries.append(torch.cat([near, rest]).float().cpu())
+        targets.append(str(int(target)))
+    return queries, targets
 
 
 def recording_index(device: str) -> type:
@@ -119,16 +195,94 @@ def padded_on_gpu(kept: list[tuple[list[str], torch.Tensor, torch.Tensor]], dim:
     return ids, padded, mask
 
 
-def run(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+def build_index(args: argparse.Namespace, work: Path, add: Any, phase: Any) -> tuple[Any, Any]:
+    """Build and train the index of ``args.corpus``; returns it and the model (None for ``clustered``)."""
+    from xm_integrations import ColBERTXM
+
+    model = None
+    if args.corpus == "text":
+        path = bc.build_colbert_xm_checkpoint(work / f"colbert-{args.spec}", bc.SPECS[args.spec])
+        model = ColBERTXM(str(path), device=args.device)
+        model.encode_document(["warm up"] * 64)
+    index = recording_index(args.device)(work / "index", model=model, min_documents_for_ann=10**12,
+                                         vector_dtype=args.vector_dtype,
+                                         tokens_per_partition=args.tokens_per_partition)
+    phase(f"writing {args.passages} {args.corpus} passages")
+    t0 = time.perf_counter()
+    if model is not None:
+        index.add_documents(iter_passages(args.passages, args.seed), chunk_size=args.chunk, show_progress_bar=False)
+        variant = "build: GPU encode + write"
+    else:
+        add_clustered(index, args.passages, args.chunk, args.seed, args.vocabulary)
+        variant = f"build: write clustered vectors (drawn on {args.device})"
+    write_s = time.perf_counter() - t0
+    add({"variant": variant, "seconds": write_s, "passages_per_s": args.passages / write_s,
+         "peak_rss_mb": _peak_rss_mb(), "vector_dtype": args.vector_dtype})
+    phase("training the IVF-PQ index")
+    t0 = time.perf_counter()
+    index.min_documents_for_ann = 1
+    index.optimize()
+    train_s = time.perf_counter() - t0
+    tokens = sum(int(offsets[-1]) for _, _, offsets in index.kept)
+    vector_index = next(i for i in index.table.list_indices() if i.name == "vectors_idx")
+    add({"variant": "build: IVF-PQ training", "seconds": train_s, "tokens": tokens, "peak_rss_mb": _peak_rss_mb(),
+         "index_bytes_per_token": vector_index.size_bytes / tokens,
+         "store_bytes_per_token": folder_bytes(work / "index" / "passages.lance" / "data") / tokens,
+         "index_vs_fp16": vector_index.size_bytes / (2 * index.record.dim * tokens)})
+    return index, model
+
+
+def make_query_embeddings(args: argparse.Namespace, model: Any) -> tuple[list[torch.Tensor], list[str]]:
+    """Query token embeddings (float32, CPU) of ``args.corpus`` and their planted document ids."""
+    if model is None:
+        return clustered_queries(args.queries, args.passages, args.seed, args.vocabulary)
+    texts, languages, planted = make_queries(args.queries, args.passages, args.seed)
+    return [q.float().cpu() for q in model.encode_query(texts, language=languages, show_progress_bar=False)], planted
+
+
+def search_rows(args: argparse.Namespace, index: Any, queries: list[torch.Tensor], planted: list[str], add: Any
+                ) -> None:
+    """Exhaustive xm and stock MaxSim on the GPU over every stored vector, then the index's sweep."""
     from sentence_transformers.util.similarity import maxsim as stock_maxsim
 
-    from xm_integrations import ColBERTXM, maxsim
+    from xm_integrations import maxsim
 
+    ids, padded, mask = padded_on_gpu(index.kept, index.record.dim, args.device)
+    index.kept.clear()
+    on_gpu = [q.to(args.device, torch.float16).unsqueeze(0) for q in queries]
+
+    def top(scores: torch.Tensor, k: int = 100) -> list[str]:
+        return [ids[i] for i in torch.topk(scores.flatten().float(), k).indices.tolist()]
+
+    times, truth = latencies(lambda q: top(maxsim(q, padded, document_mask=mask)), on_gpu)
+    add({"variant": f"exhaustive xm maxsim ({args.device})", **summary(times), "recall@10": 1.0,
+         "planted@10": planted_at(truth, planted, 10)})
+    try:
+        times, found = latencies(lambda q: top(stock_maxsim(q, padded, b_mask=mask)), on_gpu[: args.stock_queries])
+        add({"variant": f"exhaustive stock maxsim ({args.device})", **summary(times),
+             "recall@10": recall(found, truth, 10)})
+    except torch.OutOfMemoryError as exc:  # stock materialises (documents, query tokens, doc tokens) scores
+        add({"variant": f"exhaustive stock maxsim ({args.device})", "error": str(exc).splitlines()[0]})
+    padded = mask = None  # free the GPU copy before the index runs
+    bc.free_memory()
+    for nprobes in args.nprobes:
+        index.nprobes = nprobes
+        for candidates in args.candidates:
+            times, out = latencies(lambda q: [hit["corpus_id"] for hit in
+                                              index.search(query_embeddings=[q], top_k=100, candidates=candidates)[0]],
+                                   queries)
+            add({"variant": f"index candidates={candidates} nprobes={nprobes}", **summary(times),
+                 "recall@10": recall(out, truth, 10), "recall@100": recall(out, truth, 100),
+                 "planted@10": planted_at(out, planted, 10)})
+
+
+def run(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     def add(row: dict[str, Any]) -> None:
-        rows.append({"documents": args.passages, **row})
+        rows.append({"corpus": args.corpus, "documents": args.passages, **row})
         print(json.dumps(rows[-1]), flush=True)
         if args.json:
-            bc.write_json(args.json, {"meta": {"environment": bc.environment(args.device), "args": vars(args)}, "rows": rows})
+            bc.write_json(args.json, {"meta": {"environment": bc.environment(args.device), "args": {
+                k: v for k, v in vars(args).items() if k != "vocabulary"}}, "rows": rows})
 
     started = time.perf_counter()
 
@@ -138,83 +292,41 @@ def run(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     if args.work_dir:
         Path(args.work_dir).mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="xm-bench-index-gpu-", dir=args.work_dir))
+    args.vocabulary = torch.from_numpy(_vocabulary(args.seed)).to(args.device)
+    torch.manual_seed(args.seed)
     try:
-        path = bc.build_colbert_xm_checkpoint(work / f"colbert-{args.spec}", bc.SPECS[args.spec])
-        model = ColBERTXM(str(path), device=args.device)
-        model.encode_document(["warm up"] * 64)
-        index = recording_index(args.device)(work / "index", model=model, min_documents_for_ann=10**12,
-                                             vector_dtype=args.vector_dtype,
-                                             tokens_per_partition=args.tokens_per_partition)
-        phase(f"encoding and writing {args.passages} passages")
-        t0 = time.perf_counter()
-        index.add_documents(iter_passages(args.passages, args.seed), chunk_size=args.chunk, show_progress_bar=False)
-        write_s = time.perf_counter() - t0
-        add({"variant": "build: GPU encode + write", "seconds": write_s, "passages_per_s": args.passages / write_s,
-             "peak_rss_mb": _peak_rss_mb(), "vector_dtype": args.vector_dtype})
-        phase("training the IVF-PQ index")
-        t0 = time.perf_counter()
-        index.min_documents_for_ann = 1
-        index.optimize()
-        train_s = time.perf_counter() - t0
-        ids, padded, mask = padded_on_gpu(index.kept, index.record.dim, args.device)
-        index.kept.clear()
-        tokens = int(mask.sum())
-        vector_index = next(i for i in index.table.list_indices() if i.name == "vectors_idx")
-        add({"variant": "build: IVF-PQ training", "seconds": train_s, "tokens": tokens, "peak_rss_mb": _peak_rss_mb(),
-             "index_bytes_per_token": vector_index.size_bytes / tokens,
-             "store_bytes_per_token": folder_bytes(work / "index" / "passages.lance" / "data") / tokens,
-             "index_vs_fp16": vector_index.size_bytes / (2 * index.record.dim * tokens)})
+        index, model = build_index(args, work, add, phase)
         phase("searching")
-        texts, languages, planted = make_queries(args.queries, args.passages, args.seed)
-        queries = [q.float().cpu() for q in model.encode_query(texts, language=languages, show_progress_bar=False)]
-        on_gpu = [q.to(args.device, torch.float16).unsqueeze(0) for q in queries]
-
-        def top(scores: torch.Tensor, k: int = 100) -> list[str]:
-            return [ids[i] for i in torch.topk(scores.flatten().float(), k).indices.tolist()]
-
-        times, truth = latencies(lambda q: top(maxsim(q, padded, document_mask=mask)), on_gpu)
-        add({"variant": f"exhaustive xm maxsim ({args.device})", **summary(times), "recall@10": 1.0,
-             "planted@10": planted_at(truth, planted, 10)})
-        stock_queries = on_gpu[: args.stock_queries]
-        try:
-            times, found = latencies(lambda q: top(stock_maxsim(q, padded, b_mask=mask)), stock_queries)
-            add({"variant": f"exhaustive stock maxsim ({args.device})", **summary(times),
-                 "recall@10": recall(found, truth, 10)})
-        except torch.OutOfMemoryError as exc:  # stock materialises (documents, query tokens, doc tokens) scores
-            add({"variant": f"exhaustive stock maxsim ({args.device})", "error": str(exc).splitlines()[0]})
-        padded = mask = None  # free the GPU copy before the index runs
-        bc.free_memory()
-        for candidates in args.candidates:
-            times, out = latencies(lambda q: [hit["corpus_id"] for hit in
-                                              index.search(query_embeddings=[q], top_k=100, candidates=candidates)[0]],
-                                   queries)
-            add({"variant": f"index candidates={candidates}", **summary(times), "recall@10": recall(out, truth, 10),
-                 "recall@100": recall(out, truth, 100), "planted@10": planted_at(out, planted, 10)})
+        queries, planted = make_query_embeddings(args, model)
+        search_rows(args, index, queries, planted, add)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     base = next((r["p50_ms"] for r in rows if r["variant"].startswith("exhaustive xm")), None)
-    print("| documents | variant | p50 ms | p99 ms | recall@10 | recall@100 | planted@10 | x faster than exhaustive |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| corpus | documents | variant | p50 ms | p99 ms | recall@10 | recall@100 | planted@10 | x faster than exhaustive |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if "p50_ms" in r:
             cells = [f"{r[c]:.3f}" if isinstance(r.get(c), float) else str(r.get(c, ""))
                      for c in ("p50_ms", "p99_ms", "recall@10", "recall@100", "planted@10")]
             ratio = f"{base / r['p50_ms']:.2f}" if base else ""
-            print(f"| {r['documents']} | {r['variant']} | " + " | ".join(cells) + f" | {ratio} |")
+            print(f"| {r.get('corpus', 'text')} | {r['documents']} | {r['variant']} | " + " | ".join(cells) + f" | {ratio} |")
         else:
-            extra = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items() if k not in ("documents", "variant")}
-            print(f"| {r['documents']} | {r['variant']} | {extra} |")
+            extra = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items() if k not in ("corpus", "documents", "variant")}
+            print(f"| {r.get('corpus', 'text')} | {r['documents']} | {r['variant']} | {extra} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--corpus", default="text", choices=("text", "clustered"),
+                        help="text: passages encoded by a random-weight model; clustered: topic-structured vectors")
     parser.add_argument("--passages", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--stock-queries", type=int, default=10)
     parser.add_argument("--candidates", default="100,200,400")
+    parser.add_argument("--nprobes", default="20", help="IVF partitions probed per query token (a sweep: 20,50)")
     parser.add_argument("--chunk", type=int, default=16384, help="passages per encode-and-commit step")
     parser.add_argument("--vector-dtype", default="float32", choices=("float16", "float32"))
     parser.add_argument("--tokens-per-partition", type=int, default=4096)
@@ -229,6 +341,7 @@ def main() -> None:
         print_table(json.loads(Path(args.table_from).read_text())["rows"])
         return
     args.candidates = [int(x) for x in args.candidates.split(",")]
+    args.nprobes = [int(x) for x in args.nprobes.split(",")]
     rows: list[dict[str, Any]] = []
     run(args, rows)
     print()

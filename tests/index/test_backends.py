@@ -19,6 +19,7 @@ from tests.index.reference import CORPUS, QUERIES, opener, recall, reference_sco
 from tests.models.test_mono_xm import Reference
 from xm_integrations import ColBERTXM, MonoXM
 from xm_integrations.errors import DuplicateIdError, IndexModelMismatchError
+from xm_integrations.index import default_candidates
 from xm_integrations.testing import build_tiny_colbert_xm
 
 _EXTRAS = {"lancedb": "lancedb", "qdrant": "qdrant_client"}
@@ -70,6 +71,25 @@ def test_default_mode_reaches_the_recall_target_with_exact_scores(built, encoded
                                    [expected_scores[row, position[hit["corpus_id"]]] for hit in hits], rtol=1e-5)
     few = built.search(QUERIES, language="en", top_k=10, candidates=10)  # the knob's floor: still top_k results
     assert all(len(hits) == 10 for hits in few)
+
+
+def test_the_default_candidates_grow_with_the_index(built, monkeypatch):
+    """search() without ``candidates`` asks the approximate stage for ``default_candidates(count)``."""
+    import xm_integrations.index.base as base
+
+    assert [default_candidates(n) for n in (0, 5000, 100_000, 100_001, 1_000_000)] == [100, 100, 100, 101, 1000]
+    limits = []
+    stage = type(built)._approximate_hits
+
+    def spy(self, query_vectors, keep, limit, filter_values, where):
+        limits.append(limit)
+        return stage(self, query_vectors, keep, limit, filter_values, where)
+
+    monkeypatch.setattr(type(built), "_approximate_hits", spy)
+    monkeypatch.setattr(base, "DOCUMENTS_PER_CANDIDATE", 2)  # so that this small index is "large"
+    built.search(QUERIES[:1], language="en", top_k=10)
+    built.search(QUERIES[:1], language="en", top_k=10, candidates=20)
+    assert limits == [max(100, -(-len(CORPUS) // 2)), 20]
 
 
 def test_language_and_metadata_filters_match_brute_force_on_the_filtered_corpus(built, encoded):

@@ -21,9 +21,12 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
+import torch
+
 from xm_integrations.errors import ArgumentTypeError, InvalidArgumentError, MissingExtraError
-from xm_integrations.index.documents import RESERVED_FIELDS, to_passage
+from xm_integrations.index.documents import RESERVED_FIELDS, pack_tokens, to_passage
 from xm_integrations.index.record import IndexModelRecord
+from xm_integrations.scoring.stores import PackedTokens
 
 __all__ = ["ENCODED_COLUMNS", "RECORD_METADATA_KEY", "encode_with_ray", "passage_dataset"]
 
@@ -131,8 +134,6 @@ class DocumentEncoder:
     def __init__(self, model_name_or_path: str, model_kwargs: dict[str, Any], expected_record: str,
                  language: str | None, encode_batch_size: int | None, skip_ids: Any = None,
                  num_threads: int | None = None, vector_dtype: str = "float32") -> None:
-        import torch
-
         from xm_integrations import ColBERTXM
 
         if num_threads:
@@ -157,7 +158,7 @@ class DocumentEncoder:
             table = table.filter(pc.invert(pc.is_in(table.column("id"), value_set=self.skip)))
         rows = table.to_pylist()
         if not rows:
-            return self._table([], [], [])
+            return self._table([], [], None)
         import pyarrow as pa
 
         return pa.concat_tables(self._encode(rows))
@@ -167,9 +168,11 @@ class DocumentEncoder:
         try:
             codes = self.model._resolve_input_languages([row["language"] or self.language for row in rows], len(rows),
                                                         lambda positions: [rows[i]["text"] for i in positions])
-            vectors = self.model.encode_document([row["text"] for row in rows], language=codes, convert_to_numpy=True,
-                                                 show_progress_bar=False, **self.options)  # one host copy per batch
-            return [self._table(rows, codes, vectors)]
+            vectors = self.model.encode_document([row["text"] for row in rows], language=codes,
+                                                 show_progress_bar=False, **self.options)
+            # Packed and cast on the encoder's device: one host copy per batch, of the stored width.
+            packed = pack_tokens(vectors, self.model.get_embedding_dimension(), getattr(torch, self.vector_dtype))
+            return [self._table(rows, codes, packed)]
         except Exception as exc:  # reported by id; the other rows (and batches) go on
             if len(rows) > 1:
                 middle = len(rows) // 2
@@ -177,16 +180,17 @@ class DocumentEncoder:
             error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
             return [self._table(rows, [row["language"] for row in rows], None, error)]
 
-    def _table(self, rows: list[dict], codes: list[str | None], vectors: list[Any] | None, error: str | None = None
+    def _table(self, rows: list[dict], codes: list[str | None], packed: PackedTokens | None, error: str | None = None
                ) -> Any:
+        """One Arrow table of :data:`ENCODED_COLUMNS`; ``packed`` None gives every row empty vectors."""
         import numpy as np
         import pyarrow as pa
 
         dim, dtype = self.model.get_embedding_dimension(), np.dtype(self.vector_dtype)
-        if vectors is None:
-            vectors = [np.zeros((0, dim), dtype=dtype) for _ in rows]
-        flat = np.concatenate(vectors).astype(dtype) if vectors else np.zeros((0, dim), dtype=dtype)
-        offsets = np.concatenate([[0], np.cumsum([len(v) for v in vectors])]).astype(np.int32)
+        if packed is None:
+            flat, offsets = np.zeros((0, dim), dtype=dtype), np.zeros(len(rows) + 1, dtype=np.int32)
+        else:
+            flat, offsets = packed.tokens.numpy(), packed.offsets.numpy().astype(np.int32)
         tokens = pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1), pa.from_numpy_dtype(dtype)), dim)
         columns = {
             "id": pa.array([row["id"] for row in rows], pa.string()),

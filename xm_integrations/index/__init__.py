@@ -13,7 +13,14 @@ Each backend imports its engine when an index is opened, so ``import xm_integrat
 without any of them installed.
 """
 
-from xm_integrations.index.base import DEFAULT_CANDIDATES, AddResult, MultiVectorIndex, OnExisting
+from xm_integrations.index.base import (
+    DEFAULT_CANDIDATES,
+    DOCUMENTS_PER_CANDIDATE,
+    AddResult,
+    MultiVectorIndex,
+    OnExisting,
+    default_candidates,
+)
 from xm_integrations.index.documents import Passage, StoredDocument
 from xm_integrations.index.lancedb import LanceDBIndex
 from xm_integrations.index.qdrant import QdrantIndex
@@ -21,6 +28,7 @@ from xm_integrations.index.record import IndexModelRecord
 
 __all__ = [
     "DEFAULT_CANDIDATES",
+    "DOCUMENTS_PER_CANDIDATE",
     "AddResult",
     "IndexModelRecord",
     "LanceDBIndex",
@@ -29,5 +37,6 @@ __all__ = [
     "Passage",
     "QdrantIndex",
     "StoredDocument",
+    "default_candidates",
 ]
 

@@ -28,6 +28,7 @@ __all__ = [
     "check_filter",
     "iter_passage_chunks",
     "pack_float16",
+    "pack_tokens",
     "packed_from_arrow",
     "token_matrices",
 ]
@@ -126,25 +127,31 @@ def token_matrices(embeddings: Sequence[Any], dim: int | None = None) -> list[to
     return tensors
 
 
-def pack_float16(embeddings: Sequence[Any], dim: int | None = None) -> PackedTokens:
-    """Document embeddings (see :func:`token_matrices`) as one float16 :class:`PackedTokens` on the CPU, the stored form.
+def pack_tokens(embeddings: Sequence[Any], dim: int | None = None, dtype: torch.dtype = torch.float16) -> PackedTokens:
+    """Document embeddings (see :func:`token_matrices`) as one :class:`PackedTokens` of ``dtype`` on the CPU.
 
-    Embeddings on one device (a GPU's) are packed and checked there and copied to the host once:
-    one transfer per chunk rather than one synchronised copy per document.
+    Embeddings on one device (a GPU's) are packed, checked and cast there and copied to the host
+    once: one transfer per chunk, of the stored width, rather than one synchronised copy per
+    document followed by a cast on the host.
 
     Raises:
-        InvalidArgumentError: as :func:`token_matrices`, or values beyond float16's range.
+        InvalidArgumentError: as :func:`token_matrices`, or (float16) values beyond its range.
     """
     tensors = _checked_matrices(embeddings, dim)
     if len({tensor.device for tensor in tensors}) > 1:
         tensors = [tensor.cpu() for tensor in tensors]
     joined = torch.cat(tensors)  # mixed dtypes promote
     _check_finite(joined)
-    flat = joined.to(torch.float16)
-    if not bool(torch.isfinite(flat).all()):
+    flat = joined.to(dtype)
+    if dtype == torch.float16 and not bool(torch.isfinite(flat).all()):
         raise InvalidArgumentError("embeddings hold values beyond float16's range (about 65504); normalize them.")
     offsets = torch.tensor([0, *np.cumsum([t.shape[0] for t in tensors])], dtype=torch.int64)
     return PackedTokens(flat.cpu(), offsets)
+
+
+def pack_float16(embeddings: Sequence[Any], dim: int | None = None) -> PackedTokens:
+    """:func:`pack_tokens` in float16, the form indexes store."""
+    return pack_tokens(embeddings, dim, torch.float16)
 
 
 def packed_from_arrow(column: Any, dim: int) -> PackedTokens:
