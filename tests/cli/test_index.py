@@ -136,3 +136,27 @@ def test_cli_vector_dtype_builds_a_float32_store_and_an_existing_index_keeps_its
     assert code == 2 and len(err.strip().splitlines()) == 1 and "stores float32 vectors" in err
     code, _, err = _run(capsys, *argv)  # without the flag: the index's own type, nothing to re-encode
     assert code == 0 and "0 added, 0 updated, 1500 skipped" in err
+
+
+def test_cli_ray_options_reach_index_with_ray_and_bad_ones_exit_2(tiny_colbert_xm, tmp_path, capsys, monkeypatch):
+    import xm_integrations.distributed as distributed
+    from xm_integrations.index import AddResult
+
+    seen: dict = {}
+
+    def index_with_ray(index, records, **options):  # the cluster itself is tested in tests/distributed
+        seen.update(options, passages=len(list(records)))
+        return AddResult(skipped=seen["passages"])
+
+    monkeypatch.setattr(distributed, "index_with_ray", index_with_ray)
+    _write_corpus(tmp_path / "corpus.jsonl", CORPUS[:3])
+    argv = ["index", str(tmp_path / "corpus.jsonl"), "--index", str(tmp_path / "index"), "--model",
+            str(tiny_colbert_xm), "--no-progress", "--ray", "auto", "--ray-actors", "2"]
+    code, _, err = _run(capsys, *argv, "--ray-gpus-per-actor", "0.5")
+    assert code == 0, err
+    assert (seen["num_actors"], seen["num_gpus"], seen["address"], seen["passages"]) == (2, 0.5, "auto", 3)
+    for bad in ("0", "-1", "half"):
+        with pytest.raises(SystemExit) as exit_info:  # argparse's usage error
+            main([*argv, "--ray-gpus-per-actor", bad])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and "--ray-gpus-per-actor: must be a positive number" in err

@@ -133,6 +133,17 @@ def add_command(
     return parser
 
 
+def positive_float(text: str) -> float:
+    """argparse ``type`` for amounts (``--ray-gpus-per-actor``): a clear usage error on 0, less, or not a number."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """argparse ``type`` for counts (``--top-k``, ``--batch-size``): a clear usage error on 0 or less."""
     try:
