@@ -366,11 +366,16 @@ class MultiVectorIndex(ABC):
         elif exact:
             hits = self._exhaustive_hits(query_vectors, keep, filter_values, where)
         else:
-            limit = max(candidates if candidates is not None else default_candidates(self.count()), keep)
+            limit = max(candidates if candidates is not None else default_candidates(self._size_hint()), keep)
             hits = self._approximate_hits(query_vectors, keep, limit, filter_values, where)
         texts = self._query_texts(queries)
         return [self._finish(hit_list, top_k, texts[i] if texts else None, reranker, return_text, return_metadata,
                              batch_size) for i, hit_list in enumerate(hits)]
+
+    def _size_hint(self) -> int:
+        """About how many documents the index holds, for :func:`default_candidates` on every search: exact by default,
+        a backend with a costly exact count answers an estimate."""
+        return self.count()
 
     def _query_vectors(self, queries: Any, query_embeddings: Any, language: Any, batch_size: int | None
                        ) -> list[torch.Tensor]:

@@ -293,6 +293,10 @@ class QdrantIndex(MultiVectorIndex):
         condition = self._filter(self._resolve_filter(filter), where)
         return self._call(self.client.count, self.collection_name, count_filter=condition, exact=True).count
 
+    def _size_hint(self) -> int:
+        """Qdrant's approximate count: an exact one is a scan on a large sharded collection, and every search asks."""
+        return self._call(self.client.count, self.collection_name, exact=False).count if self.record is not None else 0
+
     def _approximate_hits(self, query_vectors: list[torch.Tensor], keep: int, limit: int, filter_values: dict,
                           where: Any) -> list[list[tuple[str, float]]]:
         if self.rescore == "client":
