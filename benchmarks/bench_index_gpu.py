@@ -195,7 +195,8 @@ def padded_on_gpu(kept: list[tuple[list[str], torch.Tensor, torch.Tensor]], dim:
     return ids, padded, mask
 
 
-def build_index(args: argparse.Namespace, work: Path, add: Any, phase: Any) -> tuple[Any, Any]:
+def build_index(args: argparse.Namespace, vocabulary: torch.Tensor, work: Path, add: Any, phase: Any
+                ) -> tuple[Any, Any]:
     """Build and train the index of ``args.corpus``; returns it and the model (None for ``clustered``)."""
     from xm_integrations import ColBERTXM
 
@@ -213,7 +214,7 @@ def build_index(args: argparse.Namespace, work: Path, add: Any, phase: Any) -> t
         index.add_documents(iter_passages(args.passages, args.seed), chunk_size=args.chunk, show_progress_bar=False)
         variant = "build: GPU encode + write"
     else:
-        add_clustered(index, args.passages, args.chunk, args.seed, args.vocabulary)
+        add_clustered(index, args.passages, args.chunk, args.seed, vocabulary)
         variant = f"build: write clustered vectors (drawn on {args.device})"
     write_s = time.perf_counter() - t0
     add({"variant": variant, "seconds": write_s, "passages_per_s": args.passages / write_s,
@@ -232,10 +233,11 @@ def build_index(args: argparse.Namespace, work: Path, add: Any, phase: Any) -> t
     return index, model
 
 
-def make_query_embeddings(args: argparse.Namespace, model: Any) -> tuple[list[torch.Tensor], list[str]]:
+def make_query_embeddings(args: argparse.Namespace, vocabulary: torch.Tensor, model: Any
+                          ) -> tuple[list[torch.Tensor], list[str]]:
     """Query token embeddings (float32, CPU) of ``args.corpus`` and their planted document ids."""
     if model is None:
-        return clustered_queries(args.queries, args.passages, args.seed, args.vocabulary)
+        return clustered_queries(args.queries, args.passages, args.seed, vocabulary)
     texts, languages, planted = make_queries(args.queries, args.passages, args.seed)
     return [q.float().cpu() for q in model.encode_query(texts, language=languages, show_progress_bar=False)], planted
 
@@ -281,8 +283,8 @@ def run(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
         rows.append({"corpus": args.corpus, "documents": args.passages, **row})
         print(json.dumps(rows[-1]), flush=True)
         if args.json:
-            bc.write_json(args.json, {"meta": {"environment": bc.environment(args.device), "args": {
-                k: v for k, v in vars(args).items() if k != "vocabulary"}}, "rows": rows})
+            bc.write_json(args.json, {"meta": {"environment": bc.environment(args.device), "args": vars(args)},
+                                      "rows": rows})
 
     started = time.perf_counter()
 
@@ -292,12 +294,12 @@ def run(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     if args.work_dir:
         Path(args.work_dir).mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="xm-bench-index-gpu-", dir=args.work_dir))
-    args.vocabulary = torch.from_numpy(_vocabulary(args.seed)).to(args.device)
+    vocabulary = torch.from_numpy(_vocabulary(args.seed)).to(args.device)  # the clustered corpus's words
     torch.manual_seed(args.seed)
     try:
-        index, model = build_index(args, work, add, phase)
+        index, model = build_index(args, vocabulary, work, add, phase)
         phase("searching")
-        queries, planted = make_query_embeddings(args, model)
+        queries, planted = make_query_embeddings(args, vocabulary, model)
         search_rows(args, index, queries, planted, add)
     finally:
         shutil.rmtree(work, ignore_errors=True)

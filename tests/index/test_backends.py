@@ -89,7 +89,7 @@ def test_the_default_candidates_grow_with_the_index(built, monkeypatch):
     monkeypatch.setattr(base, "DOCUMENTS_PER_CANDIDATE", 2)  # so that this small index is "large"
     built.search(QUERIES[:1], language="en", top_k=10)
     built.search(QUERIES[:1], language="en", top_k=10, candidates=20)
-    assert limits == [max(100, -(-len(CORPUS) // 2)), 20]
+    assert len(CORPUS) == 2000 and limits == [1000, 20]  # one candidate per 2 documents; then the caller's
 
 
 def test_language_and_metadata_filters_match_brute_force_on_the_filtered_corpus(built, encoded):
