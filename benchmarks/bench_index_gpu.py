@@ -20,11 +20,12 @@ Same run, same vectors:
 * **search**, one query at a time: exhaustive ``xm_integrations.maxsim`` on the GPU over every
   stored vector (one padded float16 tensor, the fused Triton kernel), stock
   ``sentence_transformers.util.similarity.maxsim`` on the same tensors, and the index at a sweep
-  of ``--nprobes`` x ``--candidates`` (re-scoring on the CPU: a few hundred documents are cheaper
-  there than a transfer), with recall@10/@100 against the exhaustive top 100.
+  of ``--nprobes`` x ``--candidates`` (``default`` in either: what ``search()`` picks for the
+  index's size; re-scoring on the CPU: a few hundred documents are cheaper there than a
+  transfer), with recall@10/@100 against the exhaustive top 100.
 
 Run on the GPU host: ``python benchmarks/bench_index_gpu.py --corpus clustered --passages 1000000
---json benchmarks/results/index_gpu_clustered.json``.
+--candidates default,600 --nprobes default --json benchmarks/results/index_gpu_clustered.json``.
 """
 
 from __future__ import annotations
@@ -248,6 +249,7 @@ def search_rows(args: argparse.Namespace, index: Any, queries: list[torch.Tensor
     from sentence_transformers.util.similarity import maxsim as stock_maxsim
 
     from xm_integrations import maxsim
+    from xm_integrations.index import default_candidates, default_nprobes
 
     ids, padded, mask = padded_on_gpu(index.kept, index.record.dim, args.device)
     index.kept.clear()
@@ -269,13 +271,20 @@ def search_rows(args: argparse.Namespace, index: Any, queries: list[torch.Tensor
     bc.free_memory()
     for nprobes in args.nprobes:
         index.nprobes = nprobes
+        probes = f"default ({default_nprobes(len(index))})" if nprobes is None else nprobes
         for candidates in args.candidates:
             times, out = latencies(lambda q: [hit["corpus_id"] for hit in
                                               index.search(query_embeddings=[q], top_k=100, candidates=candidates)[0]],
                                    queries)
-            add({"variant": f"index candidates={candidates} nprobes={nprobes}", **summary(times),
+            label = f"default ({default_candidates(len(index))})" if candidates is None else candidates
+            add({"variant": f"index candidates={label} nprobes={probes}", **summary(times),
                  "recall@10": recall(out, truth, 10), "recall@100": recall(out, truth, 100),
                  "planted@10": planted_at(out, planted, 10)})
+
+
+def _sweep(values: str) -> list[int | None]:
+    """Parse a comma-separated sweep; ``default`` stands for None, the library's own choice."""
+    return [None if value == "default" else int(value) for value in values.split(",")]
 
 
 def run(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
@@ -327,8 +336,10 @@ def main() -> None:
     parser.add_argument("--passages", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--stock-queries", type=int, default=10)
-    parser.add_argument("--candidates", default="100,200,400")
-    parser.add_argument("--nprobes", default="20", help="IVF partitions probed per query token (a sweep: 20,50)")
+    parser.add_argument("--candidates", default="100,200,400",
+                        help="documents re-scored per query, a sweep; 'default' leaves it to search()")
+    parser.add_argument("--nprobes", default="20",
+                        help="IVF partitions probed per query token, a sweep (20,50); 'default' leaves it to LanceDB")
     parser.add_argument("--chunk", type=int, default=16384, help="passages per encode-and-commit step")
     parser.add_argument("--vector-dtype", default="float32", choices=("float16", "float32"))
     parser.add_argument("--tokens-per-partition", type=int, default=4096)
@@ -342,8 +353,8 @@ def main() -> None:
     if args.table_from:
         print_table(json.loads(Path(args.table_from).read_text())["rows"])
         return
-    args.candidates = [int(x) for x in args.candidates.split(",")]
-    args.nprobes = [int(x) for x in args.nprobes.split(",")]
+    args.candidates = _sweep(args.candidates)
+    args.nprobes = _sweep(args.nprobes)
     rows: list[dict[str, Any]] = []
     run(args, rows)
     print()

@@ -152,11 +152,13 @@ def test_cli_ray_options_reach_index_with_ray_and_bad_ones_exit_2(tiny_colbert_x
     _write_corpus(tmp_path / "corpus.jsonl", CORPUS[:3])
     argv = ["index", str(tmp_path / "corpus.jsonl"), "--index", str(tmp_path / "index"), "--model",
             str(tiny_colbert_xm), "--no-progress", "--ray", "auto", "--ray-actors", "2"]
-    code, _, err = _run(capsys, *argv, "--ray-gpus-per-actor", "0.5")
+    code, _, err = _run(capsys, *argv, "--ray-gpus-per-actor", "0.5", "--ray-cpus-per-actor", "4")
     assert code == 0, err
-    assert (seen["num_actors"], seen["num_gpus"], seen["address"], seen["passages"]) == (2, 0.5, "auto", 3)
-    for bad in ("0", "-1", "half"):
-        with pytest.raises(SystemExit) as exit_info:  # argparse's usage error
-            main([*argv, "--ray-gpus-per-actor", bad])
-        err = capsys.readouterr().err
-        assert exit_info.value.code == 2 and "--ray-gpus-per-actor: must be a positive number" in err
+    assert (seen["num_actors"], seen["num_gpus"], seen["num_cpus"], seen["address"], seen["passages"]) == \
+        (2, 0.5, 4.0, "auto", 3)
+    for flag in ("--ray-gpus-per-actor", "--ray-cpus-per-actor"):
+        for bad in ("0", "-1", "half"):
+            with pytest.raises(SystemExit) as exit_info:  # argparse's usage error
+                main([*argv, flag, bad])
+            err = capsys.readouterr().err
+            assert exit_info.value.code == 2 and f"{flag}: must be a positive number" in err

@@ -14,7 +14,7 @@ from xm_integrations.errors import IndexFormatError, InvalidArgumentError
 
 pytest.importorskip("lancedb", reason="the lancedb extra is not installed (pip install 'xm-integrations[lancedb]')")
 
-from xm_integrations.index import LanceDBIndex  # noqa: E402
+from xm_integrations.index import LanceDBIndex, default_nprobes  # noqa: E402
 
 
 def test_the_ivf_pq_index_is_trained_and_reaches_the_recall_target_from_it(model, encoded, tmp_path):
@@ -25,6 +25,30 @@ def test_the_ivf_pq_index_is_trained_and_reaches_the_recall_target_from_it(model
     documents, queries = encoded
     expected = top_ids(reference_scores(queries, documents[:1200]), [p["id"] for p in CORPUS[:1200]], 10)
     assert recall(index.search(QUERIES, language="en", top_k=10), expected) >= 0.95
+
+
+def test_the_default_nprobes_grow_with_the_index(model, tmp_path, monkeypatch):
+    """Without ``nprobes`` each query probes ``default_nprobes(count)`` partitions; a given value wins."""
+    import lancedb.query
+
+    import xm_integrations.index.lancedb as backend
+
+    assert [default_nprobes(n) for n in (0, 100_000, 400_000, 400_001, 1_000_000)] == [20, 20, 20, 21, 50]
+    probes = []
+    builder_nprobes = lancedb.query.LanceVectorQueryBuilder.nprobes
+
+    def spy(self, nprobes):
+        probes.append(nprobes)
+        return builder_nprobes(self, nprobes)
+
+    monkeypatch.setattr(lancedb.query.LanceVectorQueryBuilder, "nprobes", spy)
+    monkeypatch.setattr(backend, "DOCUMENTS_PER_PROBE", 2)  # so that this small index is "large"
+    index = LanceDBIndex(tmp_path / "wiki", model=model)
+    index.add_documents(CORPUS[:60], show_progress_bar=False)
+    index.search(QUERIES[:1], language="en", top_k=5)
+    index.nprobes = 7
+    index.search(QUERIES[:1], language="en", top_k=5)
+    assert probes == [30, 7]  # one probe per 2 documents; then the caller's
 
 
 def test_float32_storage_gives_the_float16_results_and_is_kept_on_reopen(model, encoded, tmp_path):

@@ -270,6 +270,8 @@ def encode_with_ray(
         num_actors: Encoder actors (default: one per GPU in the cluster, else one per node).
         num_gpus / num_cpus: Resources per actor (default: 1 GPU where the cluster has GPUs, and
             1 CPU); torch runs on that many CPU threads in the actor (Ray sets one per CPU).
+            One actor leaves the GPU idle while it tokenizes and packs a batch: three per GPU
+            (``num_gpus=0.33``, a few CPUs each) keep it busy (``docs/distributed.md``).
         batch_size: Passages per Ray batch (per ``encode_document`` call).
         encode_batch_size: The most passages per forward pass inside a batch.
         model_name_or_path / model_kwargs: What the actors load, when it differs from the

@@ -22,13 +22,15 @@ from xm_integrations.index.base import (
     default_candidates,
 )
 from xm_integrations.index.documents import Passage, StoredDocument
-from xm_integrations.index.lancedb import LanceDBIndex
+from xm_integrations.index.lancedb import DEFAULT_NPROBES, DOCUMENTS_PER_PROBE, LanceDBIndex, default_nprobes
 from xm_integrations.index.qdrant import QdrantIndex
 from xm_integrations.index.record import IndexModelRecord
 
 __all__ = [
     "DEFAULT_CANDIDATES",
+    "DEFAULT_NPROBES",
     "DOCUMENTS_PER_CANDIDATE",
+    "DOCUMENTS_PER_PROBE",
     "AddResult",
     "IndexModelRecord",
     "LanceDBIndex",
@@ -38,5 +40,6 @@ __all__ = [
     "QdrantIndex",
     "StoredDocument",
     "default_candidates",
+    "default_nprobes",
 ]
 
